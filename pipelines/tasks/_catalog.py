@@ -1,0 +1,3 @@
+"""Imports every task module so their classes register."""
+
+from pipelines.tasks import vcop  # noqa: F401
