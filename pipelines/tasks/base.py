@@ -122,9 +122,17 @@ class Task:
 class Decoded:
     """What the decode stages return for one plan: one array per read, in read order.
 
-    ``clips[i]``: uint8 (T, H, W, 3) for ``plan.clips[i]``; ``audio[i]``: float32 (C, S) for
-    ``plan.audio[i]``; ``motion[i]``: float32 (T, H/16, W/16, 2) dense fields for
+    ``clips[i]``: uint8 (T, H, W, 3) for ``plan.clips[i]``, resized to ``plan.size``;
+    ``audio[i]``: float32 log-mel (C, n_mels, n_frames) for ``plan.audio[i]`` (the audio stage
+    decodes, resamples to the run's rate and computes the features);
+    ``motion[i]``: float32 (T, h, w, 2) dense motion fields (pixels per frame) for
     ``plan.motion[i]``.
+
+    Task outputs (``assemble``) follow one convention, without batch dimension:
+    ``video`` uint8 (K, T, H, W, 3), the K inputs of a shared backbone in fed order;
+    ``audio`` float32 (A, C, n_mels, n_frames); ``motion`` float32 (M, T, h, w, 2);
+    ``label`` int64 (a class, or -1 where the target is not a class); other keys are named
+    in the task's docstring.
     """
 
     clips: list[np.ndarray] = field(default_factory=list)
