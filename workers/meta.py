@@ -25,7 +25,9 @@ class VideoMeta:
     ``width``/``height`` are the displayed size (after rotation); ``num_frames`` is
     counted from packets; ``keyframes`` are frame indices (presentation order) of the
     frames a decoder can start from; ``motion`` is the per-frame mean motion-vector
-    magnitude when the manifest was indexed with ``--motion`` (else empty).
+    magnitude when the manifest was indexed with ``--motion`` (else empty); ``pix_fmt`` is
+    FFmpeg's pixel format of the decoded frames (``yuv420p10le`` is 10-bit 4:2:0, which
+    NVDEC cannot decode for H.264, so a GPU backend routes it to PyAV).
     """
 
     video_id: int
@@ -51,6 +53,7 @@ class VideoMeta:
     status: str = "ok"
     error: str = ""
     motion: tuple[float, ...] = field(default=(), repr=False)
+    pix_fmt: str = ""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> "VideoMeta":

@@ -75,7 +75,8 @@ class _Scan:
 class _Decoder:
     """Decodes video packets as the demuxer hands them over, as far as the probe needs.
 
-    Always decodes until the first frame (its display matrix gives the rotation); with
+    Always decodes until the first frame (its display matrix gives the rotation, its format
+    the pixel format); with
     ``decode_all`` it decodes everything, counting frames, keyframes and errors.
     """
 
@@ -83,6 +84,7 @@ class _Decoder:
         self.stream = stream
         self.decode_all = decode_all
         self.rotation: int | None = None
+        self.pix_fmt = ""
         self.decoded = 0
         self.keyframes: list[int] = []
         self.frame_pts: list[int | None] = []
@@ -104,6 +106,7 @@ class _Decoder:
             # frame.rotation is FFmpeg's counter-clockwise angle; store the clockwise turn
             # a viewer applies (iPhone portrait: -90 -> 90).
             self.rotation = round(-frame.rotation) % 360
+            self.pix_fmt = frame.format.name
         if frame.key_frame:
             self.keyframes.append(self.decoded)
         self.frame_pts.append(frame.pts)
@@ -241,6 +244,7 @@ def _probe_open(
         duration_s=duration,
         keyframes=table.keyframes,
         is_vfr=is_vfr(table.pts),
+        pix_fmt=decoder.pix_fmt,
         **_audio_fields(audio, scan),
     )
 
