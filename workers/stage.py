@@ -1,8 +1,10 @@
 """The decode stages as Ray Data callables: thin shells around plain decode code.
 
 A row of the dataset is one *visit* of a video: ``sample_id``, ``video_id``, ``plans`` (the
-pickled tuple of SamplePlans, one per task, all of the same visit) and ``decoded`` (the
-pickled list of :class:`Decoded`, one per plan). Each stage fills its part of ``decoded``:
+pickled tuple of SamplePlans, one per task, all of the same visit), ``metas`` (the pickled
+``{video_id: VideoMeta}`` of every video the plans read, so workers seek with the manifest's
+keyframe index instead of probing) and ``decoded`` (the pickled list of :class:`Decoded`,
+one per plan). Each stage fills its part of ``decoded``:
 the video stage the clips, the audio stage the audio windows, the motion stage the fields.
 
 A per-file problem (``CorruptMediaError``) never crashes a stage: the row keeps flowing
@@ -24,23 +26,22 @@ import numpy as np
 from pipelines.config import DataConfig, StageConfig
 from pipelines.tasks.base import Decoded, SamplePlan
 from workers.errors import CorruptMediaError
+from workers.meta import VideoMeta
 
 Batch = dict[str, np.ndarray]
 
 
-def encode_rows(plans_per_row: list[tuple[SamplePlan, ...]]) -> list[dict[str, Any]]:
-    """Initial rows (driver side) for a list of visits."""
-    return [
-        {
-            "sample_id": plans[0].sample_id,
-            "video_id": plans[0].video_id,
-            "plans": pickle.dumps(plans, protocol=5),
-            "decoded": pickle.dumps([Decoded() for _ in plans], protocol=5),
-            "error": "",
-            "error_kind": "",
-        }
-        for plans in plans_per_row
-    ]
+def encode_row(plans: tuple[SamplePlan, ...], metas: dict[int, VideoMeta]) -> dict[str, Any]:
+    """The initial row (driver side) of one visit."""
+    return {
+        "sample_id": plans[0].sample_id,
+        "video_id": plans[0].video_id,
+        "plans": pickle.dumps(plans, protocol=5),
+        "metas": pickle.dumps(metas, protocol=5),
+        "decoded": pickle.dumps([Decoded() for _ in plans], protocol=5),
+        "error": "",
+        "error_kind": "",
+    }
 
 
 class Stage:
@@ -54,6 +55,7 @@ class Stage:
         self.stage = stage
         self.busy_s = 0.0
         self.rows = 0
+        self.metas: dict[int, VideoMeta] = {}  # of the row being filled
 
     def fill(self, plans: tuple[SamplePlan, ...], decoded: list[Decoded]) -> None:
         raise NotImplementedError
@@ -80,6 +82,9 @@ class Stage:
     def __call__(self, batch: Batch) -> Batch:
         start = time.perf_counter()
         plans = [pickle.loads(b) for b in batch["plans"]]
+        self.metas = {}
+        for b in batch["metas"]:
+            self.metas.update(pickle.loads(b))
         decoded = [pickle.loads(b) for b in batch["decoded"]]
         errors = [str(e) for e in batch["error"]]
         kinds = [str(k) for k in batch["error_kind"]]

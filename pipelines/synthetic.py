@@ -1,0 +1,167 @@
+"""The embedded default dataset: small synthetic videos with moving objects and a sound
+track tied to their motion.
+
+Each video shows textured discs moving over a textured background; its class is the kind
+of motion (``left``, ``right``, ``up``, ``down``, ``orbit``, ``bounce``), so the arrow of
+time, pace and clip order are all visible. The sound is a tone per object whose pitch follows
+the object's height and whose loudness follows its speed, so audio and picture are in sync
+(AVC/AVTS have something to find). H.264 with B-frames and a keyframe every ``gop`` frames
+exercises presentation-order decoding and keyframe seeking; AAC mono 16 kHz audio.
+
+Everything is a pure function of ``seed``; files are written once into a cache folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+CLASSES = ("left", "right", "up", "down", "orbit", "bounce")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyntheticSpec:
+    """What to generate. Defaults: 36 videos (6 per class) of 96 frames at 160x120, 25 fps."""
+
+    num_videos: int = 36
+    num_frames: int = 96
+    width: int = 160
+    height: int = 120
+    fps: int = 25
+    gop: int = 16
+    sample_rate: int = 16000
+    seed: int = 0
+
+    def key(self) -> str:
+        return "synthetic-" + "-".join(f"{k}{v}" for k, v in asdict(self).items())
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("CLIPSTREAM_CACHE", Path.home() / ".cache" / "clipstream"))
+
+
+def _texture(rng: np.random.Generator, h: int, w: int, cell: int) -> np.ndarray:
+    """Blocky random colour texture: gives the encoder edges to track (real motion vectors)."""
+    small = rng.integers(0, 256, size=(h // cell + 1, w // cell + 1, 3), dtype=np.uint8)
+    return np.repeat(np.repeat(small, cell, axis=0), cell, axis=1)[:h, :w]
+
+
+def _trajectory(kind: str, t: np.ndarray, rng: np.random.Generator, w: int, h: int) -> np.ndarray:
+    """(T, 2) centre positions in pixels for motion ``kind`` at times ``t`` (seconds)."""
+    speed = rng.uniform(25, 45)  # px/s
+    x0, y0 = rng.uniform(0.25, 0.75) * w, rng.uniform(0.25, 0.75) * h
+    if kind in ("left", "right"):
+        x = x0 + (1 if kind == "right" else -1) * speed * t
+        y = np.full_like(t, y0)
+    elif kind in ("up", "down"):
+        x = np.full_like(t, x0)
+        y = y0 + (1 if kind == "down" else -1) * speed * t * 0.75
+    elif kind == "orbit":
+        r, omega = rng.uniform(0.15, 0.3) * h, rng.uniform(1.5, 3.0)
+        x, y = w / 2 + r * np.cos(omega * t), h / 2 + r * np.sin(omega * t)
+    else:  # bounce: |sin| keeps it on the floor, faster and slower within a period
+        x = x0 + rng.uniform(-10, 10) * t
+        y = h * 0.85 - np.abs(np.sin(rng.uniform(2, 4) * t)) * h * 0.6
+    return np.stack([np.mod(x, w), np.clip(y, 0, h - 1)], axis=1)
+
+
+def _render(spec: SyntheticSpec, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Frames uint8 (T, H, W, 3) and mono audio float32 (S,) of one video."""
+    h, w, n = spec.height, spec.width, spec.num_frames
+    t = np.arange(n) / spec.fps
+    background = _texture(rng, h, w, 8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    objects = []
+    for _ in range(int(rng.integers(1, 3))):
+        objects.append((_trajectory(kind, t, rng, w, h), rng.uniform(9, 16), _texture(rng, h, w, 4)))
+    frames = np.empty((n, h, w, 3), np.uint8)
+    for i in range(n):
+        frame = background.copy()
+        for path, radius, tex in objects:
+            cx, cy = path[i]
+            mask = (xx - cx) ** 2 + (yy - cy) ** 2 <= radius**2
+            frame[mask] = tex[mask]
+        frames[i] = frame
+    # Audio: per object a tone, pitch from height (higher on screen = higher pitch),
+    # loudness from speed; interpolated from frame rate to sample rate.
+    s = np.arange(int(round(n / spec.fps * spec.sample_rate))) / spec.sample_rate
+    audio = np.zeros_like(s)
+    for path, _, _ in objects:
+        speed = np.r_[0.0, np.linalg.norm(np.diff(path, axis=0), axis=1)] * spec.fps
+        pitch = np.interp(s, t, 220.0 + 660.0 * (1.0 - path[:, 1] / h))
+        loud = np.interp(s, t, np.clip(speed / 60.0, 0.05, 1.0))
+        audio += 0.3 * loud * np.sin(2 * np.pi * np.cumsum(pitch) / spec.sample_rate)
+    return frames, audio.astype(np.float32)
+
+
+def write_video(path: Path, frames: np.ndarray, audio: np.ndarray | None, *, fps: int,
+                sample_rate: int = 16000, gop: int = 16, codec: str = "libx264",
+                options: dict[str, str] | None = None) -> None:
+    """Encode frames uint8 (T, H, W, 3) and optional mono audio float32 (S,) with PyAV."""
+    with av.open(str(path), "w") as out:
+        vs = out.add_stream(codec, rate=fps)
+        vs.width, vs.height = frames.shape[2], frames.shape[1]
+        vs.pix_fmt = "yuv420p"
+        vs.codec_context.gop_size = gop
+        vs.options = {"bf": "2", "crf": "20", "preset": "veryfast", "threads": "1",
+                      "sc_threshold": "0", **(options or {})} if codec == "libx264" else (options or {})
+        aus = None
+        if audio is not None:
+            aus = out.add_stream("aac", rate=sample_rate, layout="mono")
+        for f in frames:
+            for pkt in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(pkt)
+        for pkt in vs.encode():
+            out.mux(pkt)
+        if aus is not None and audio is not None:
+            chunk = 1024
+            for start in range(0, len(audio), chunk):
+                part = audio[start:start + chunk][None, :]
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(part), format="fltp", layout="mono")
+                af.sample_rate = sample_rate
+                af.pts = start
+                af.time_base = Fraction(1, sample_rate)
+                for pkt in aus.encode(af):
+                    out.mux(pkt)
+            for pkt in aus.encode():
+                out.mux(pkt)
+
+
+def generate(root: Path, spec: SyntheticSpec = SyntheticSpec()) -> list[Path]:
+    """Write ``spec.num_videos`` videos as ``root/<class>/<class>_<i>.mp4`` (skips existing)."""
+    paths = []
+    for i in range(spec.num_videos):
+        kind = CLASSES[i % len(CLASSES)]
+        path = root / kind / f"{kind}_{i:04d}.mp4"
+        paths.append(path)
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frames, audio = _render(spec, kind, np.random.default_rng((spec.seed, i)))
+        tmp = path.with_suffix(".tmp.mp4")
+        write_video(tmp, frames, audio, fps=spec.fps, sample_rate=spec.sample_rate, gop=spec.gop)
+        tmp.rename(path)  # atomic: a half-written file is never taken for a finished one
+    return paths
+
+
+def default_manifest(spec: SyntheticSpec = SyntheticSpec(), *, motion: bool = True,
+                     address: str | None = None) -> Path:
+    """The manifest of the embedded default dataset, generated and indexed once into the cache."""
+    from pipelines.manifest import index_paths, write_manifest
+
+    root = cache_dir() / spec.key()
+    manifest = root / ("manifest-motion.parquet" if motion else "manifest.parquet")
+    if manifest.exists():
+        return manifest
+    generate(root / "videos", spec)
+    result = index_paths([str(root / "videos")], root=str(root / "videos"),
+                         label_from_dir=True, motion=motion, address=address)
+    write_manifest(result.rows, manifest)
+    (root / "spec.json").write_text(json.dumps(asdict(spec)))
+    return manifest
