@@ -210,18 +210,27 @@ class DALIBatchDecoder:
         dali_jobs: list[int] = []
         for j, job in enumerate(jobs):
             _check_frames(job)
-            refusal = self._refusal(job.meta)
-            if refusal is not None:
-                done[j] = refusal
-            elif not job.frames:
-                done[j] = self._empty(job, as_torch)
-            elif self.can_decode(job.meta):
+            routed = self._route(job, as_torch)
+            if routed is None:
                 dali_jobs.append(j)
             else:
-                done[j] = self._unsupported(job, as_torch)
+                done[j] = routed
+        done.update(_load(jobs, dali_jobs))
+        dali_jobs = [j for j in dali_jobs if j not in done]
         for chunk in _chunks(dali_jobs, jobs, self.batch_size):
             done.update(self._run_isolating(chunk, jobs, as_torch))
         return [_take(done[j], pos) for j, pos in where]
+
+    def _route(self, job: _Job, as_torch: bool) -> Result | None:
+        """The result of a job that needs no DALI run (refused, empty, fallback), else None."""
+        refusal = self._refusal(job.meta)
+        if refusal is not None:
+            return refusal
+        if not job.frames:
+            return self._empty(job, as_torch)
+        if self.can_decode(job.meta):
+            return None
+        return self._unsupported(job, as_torch)
 
     def _refusal(self, meta: VideoMeta) -> CorruptMediaError | None:
         pixels = meta.width * meta.height
@@ -255,7 +264,7 @@ class DALIBatchDecoder:
         what = f"codec {meta.video_codec or 'unknown'}"
         if supports(self.device, meta.video_codec):
             if self.device == "gpu" and meta.pix_fmt not in _NVDEC_PIX_FMTS:
-                return f"NVDEC cannot decode {what} in pixel format {meta.pix_fmt} (4:2:0 8-bit only)"
+                return f"NVDEC cannot decode {what} in {meta.pix_fmt} (4:2:0 8-bit only)"
             return f"DALI does not demux container {meta.container!r}"
         return f"DALI on {self.device} cannot decode {what} (it decodes {codecs})"
 
@@ -276,7 +285,9 @@ class DALIBatchDecoder:
 
         return torch.from_numpy(frames).to(self._torch_device())
 
-    def _run_isolating(self, chunk: list[int], jobs: list[_Job], as_torch: bool) -> dict[int, Result]:
+    def _run_isolating(
+        self, chunk: list[int], jobs: list[_Job], as_torch: bool
+    ) -> dict[int, Result]:
         """Run a chunk; when DALI rejects it, run its videos one by one to find the culprit.
 
         DALI fails a whole run for one bad sample, so one broken file must not cost the
@@ -296,18 +307,18 @@ class DALIBatchDecoder:
     def _rejected(self, job: _Job, exc: RuntimeError, as_torch: bool) -> Result:
         if self.codec_policy == "fallback":
             return self._fallback(job, as_torch)
+        why = dali_reason(exc)
         return CorruptMediaError(
-            job.meta.uri, f"DALI ({self.device}) cannot decode {job.meta.video_codec}: {dali_reason(exc)}"
+            job.meta.uri, f"DALI ({self.device}) cannot decode {job.meta.video_codec}: {why}"
         )
 
     def _run(self, chunk: list[int], jobs: list[_Job], as_torch: bool) -> list[Result]:
         """One DALI run over the jobs of ``chunk`` (all resizing, or none)."""
         batch = [jobs[j] for j in chunk]
-        for job in batch:
-            if job.encoded is None:
-                job.encoded = read_encoded(job.meta.uri)
         resize = batch[0].size is not None
-        sizes = [_coded_size(job.size, job.meta.rotation) for job in batch if job.size] if resize else None
+        sizes = None
+        if resize:
+            sizes = [_coded_size(job.size, job.meta.rotation) for job in batch if job.size]
         pipe = self._pipe(resize)
         encoded = [np.frombuffer(job.encoded, np.uint8) for job in batch]  # type: ignore[arg-type]
         out = run_pipeline(pipe, encoded, [job.frames for job in batch], sizes)
@@ -349,6 +360,29 @@ def _merge(requests: Sequence[ClipRequest]) -> tuple[list[_Job], list[tuple[int,
         row = {f: i for i, f in enumerate(jobs[j].frames)}
         where.append((j, [row[int(f)] for f in req.frames]))
     return jobs, where
+
+
+def _load(jobs: list[_Job], order: list[int]) -> dict[int, CorruptMediaError]:
+    """Read the bytes of jobs that came without them, each file once; a file that cannot be
+    read is that job's result, not the batch's failure."""
+    cache: dict[str, np.ndarray | CorruptMediaError] = {}
+    failed: dict[int, CorruptMediaError] = {}
+    for j in order:
+        job = jobs[j]
+        if job.encoded is not None:
+            continue
+        uri = job.meta.uri
+        if uri not in cache:
+            try:
+                cache[uri] = read_encoded(uri)
+            except CorruptMediaError as e:
+                cache[uri] = e
+        got = cache[uri]
+        if isinstance(got, CorruptMediaError):
+            failed[j] = got
+        else:
+            job.encoded = got
+    return failed
 
 
 def _check_frames(job: _Job) -> None:
