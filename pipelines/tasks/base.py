@@ -96,7 +96,7 @@ class Task:
     """Base class of a pretext task. Subclasses set ``name`` and ``num_classes``."""
 
     name: ClassVar[str] = ""
-    num_classes: ClassVar[int] = 0  # 0: not a classification task
+    num_classes: int = 0  # 0: not a classification task; may depend on the params (opn, pace)
     needs_audio: ClassVar[bool] = False
     needs_motion: ClassVar[bool] = False
     needs_pool: ClassVar[bool] = False
@@ -116,6 +116,19 @@ class Task:
 
     def label_names(self) -> Sequence[str]:
         return [str(i) for i in range(self.num_classes)]
+
+    def expected_label_distribution(self) -> dict[int, float]:
+        """The share of each label the task's design produces: uniform over its classes
+        unless the task says otherwise (e.g. Shuffle & Learn: {0: 0.75, 1: 0.25}); ``{}`` for
+        tasks whose label is always -1. Label metrics compare what a run delivered against it.
+        """
+        if self.num_classes <= 0:
+            return {}
+        return {c: 1.0 / self.num_classes for c in range(self.num_classes)}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Called by the planner before it plans ``epoch``. A no-op unless the task's design
+        changes with the epoch (a curriculum, as AVTS's share of hard negatives)."""
 
 
 @dataclass
