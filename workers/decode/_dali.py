@@ -22,6 +22,7 @@ from workers.decode._dali_batch import (
     CPU_CODECS,
     DALI_GPU_PSNR_DB,
     DALI_PSNR_DB,
+    DALI_RESIZED_PSNR_DB,
     GPU_CODECS,
     ClipRequest,
     CodecPolicy,
@@ -149,6 +150,6 @@ class DALIReader:
 
 
 __all__ = [
-    "CPU_CODECS", "DALI_GPU_PSNR_DB", "DALI_PSNR_DB", "GPU_CODECS", "ClipRequest",
+    "CPU_CODECS", "DALI_GPU_PSNR_DB", "DALI_PSNR_DB", "DALI_RESIZED_PSNR_DB", "GPU_CODECS", "ClipRequest",
     "DALIBatchDecoder", "DALIReader", "psnr_bound", "read_encoded", "supports",
 ]
