@@ -29,8 +29,9 @@ def video(video_id: int = 1, num_frames: int = 300, fps: float = 25.0, audio: bo
           **kw: object) -> VideoMeta:
     fields: dict[str, object] = {
         "video_id": video_id, "uri": f"/data/v{video_id}.mp4", "avg_fps": fps,
-        "num_frames": num_frames, "duration_s": num_frames / fps, "keyframes": tuple(range(0, num_frames, 16)),
-        "has_audio": audio, "audio_duration_s": num_frames / fps if audio else 0.0,
+        "num_frames": num_frames, "duration_s": num_frames / fps,
+        "keyframes": tuple(range(0, num_frames, 16)), "has_audio": audio,
+        "audio_duration_s": num_frames / fps if audio else 0.0,
     }
     fields.update(kw)
     return VideoMeta(**fields)  # type: ignore[arg-type]
@@ -64,7 +65,8 @@ def plans(task: Task, n: int, meta: VideoMeta = META) -> list[SamplePlan]:
 def fake_decoded(p: SamplePlan) -> Decoded:
     """Frame f decodes to a constant image of value f % 256, so fed order is checkable."""
     return Decoded(
-        clips=[np.stack([np.full((H, W, 3), f % 256, np.uint8) for f in r.frames]) for r in p.clips],
+        clips=[np.stack([np.full((H, W, 3), f % 256, np.uint8) for f in r.frames])
+               for r in p.clips],
         audio=[np.zeros((1, 40, 101), np.float32) for _ in p.audio],
         motion=[np.zeros((r.stop - r.start, 6, 8, 2), np.float32) for r in p.motion],
     )
@@ -168,7 +170,7 @@ SHORT = {  # a length each task cannot fit
 @pytest.mark.parametrize("name", ALL)
 def test_short_video_skip_and_pad(name: str) -> None:
     short = video(num_frames=SHORT[name])
-    assert get_task(name, short_video="skip").plan(short, np.random.default_rng(0), pool=POOL) is None
+    assert plan(get_task(name, short_video="skip"), 0, short) is None
     fits = video(num_frames=SHORT[name] + 1 if name not in AUDIO else 26)
     assert plan(get_task(name, short_video="skip"), 0, fits) is not None
     task = get_task(name, short_video="pad")
@@ -177,7 +179,8 @@ def test_short_video_skip_and_pad(name: str) -> None:
             if r.video_id == short.video_id:
                 assert all(0 <= f < short.num_frames for f in r.frames)
         out = task.assemble(fake_decoded(p), p)
-        ref = get_task(name).assemble(fake_decoded(plans(get_task(name), 1)[0]), plans(get_task(name), 1)[0])
+        full = plans(get_task(name), 1)[0]
+        ref = get_task(name).assemble(fake_decoded(full), full)
         assert {k: v.shape for k, v in out.items()} == {k: v.shape for k, v in ref.items()}
 
 
@@ -282,7 +285,8 @@ def test_rho_clips_fit_the_max_span() -> None:
         frames = [f for r in p.clips for f in r.frames]
         assert len(p.clips) == 3 and max(frames) - min(frames) < 100
         assert all(set(np.diff(r.frames)) == {8} for r in p.clips)
-    spread = [max(f for r in p.clips for f in r.frames) for p in plans(get_task("rho_persistence"), 50)]
+    free = plans(get_task("rho_persistence"), 50)
+    spread = [max(f for r in p.clips for f in r.frames) for p in free]
     assert max(spread) - min(spread) > 100  # unrestricted: the whole 300-frame video
 
 
@@ -332,7 +336,8 @@ def test_dsm_triplet() -> None:
         assert distractor.video_id != META.video_id and len(distractor.frames) == 1
         assert len(set(p.params["negative"])) == 1 and 0.3 <= p.params["mix"] <= 0.5
     p = plans(task, 1)[0]
-    d = Decoded(clips=[np.full((4, H, W, 3), 100, np.uint8), np.full((1, H // 2, W // 2, 3), 200, np.uint8)])
+    d = Decoded(clips=[np.full((4, H, W, 3), 100, np.uint8),
+                       np.full((1, H // 2, W // 2, 3), 200, np.uint8)])
     d.clips[0][:, 0, 0, 0] = [10, 20, 30, 40]
     out = task.assemble(d, p)["video"]
     m = p.params["mix"]
@@ -353,7 +358,8 @@ def test_motion_context_keyframe_and_next_window() -> None:
         clip, key = p.clips
         start = clip.frames[0]
         assert key.frames[0] == max(k for k in meta.keyframes if k <= start)
-        assert p.motion[0].start == clip.frames[-1] + 1 and p.motion[0].stop - p.motion[0].start == 16
+        (motion,) = p.motion
+        assert motion.start == clip.frames[-1] + 1 and motion.stop - motion.start == 16
 
 
 def test_avc_negative_audio_comes_from_another_video() -> None:
@@ -428,7 +434,9 @@ def test_composition_is_a_split_of_total(total: int, parts: int, seed: int) -> N
     t=st.floats(0, 20), extent=st.floats(1, 30), shift=st.floats(0.1, 10),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_shifted_audio_start_keeps_its_distance(t: float, extent: float, shift: float, seed: int) -> None:
+def test_shifted_audio_start_keeps_its_distance(
+    t: float, extent: float, shift: float, seed: int
+) -> None:
     t = min(t, extent - 1.0)
     s = shifted_audio_start(t, 1.0, extent, shift, np.random.default_rng(seed))
     if s is None:
@@ -439,7 +447,8 @@ def test_shifted_audio_start_keeps_its_distance(t: float, extent: float, shift: 
 
 @settings(max_examples=60, deadline=None)
 @given(
-    name=st.sampled_from(ALL), num_frames=st.integers(1, 400), fps=st.sampled_from([12.0, 25.0, 29.97]),
+    name=st.sampled_from(ALL), num_frames=st.integers(1, 400),
+    fps=st.sampled_from([12.0, 25.0, 29.97]),
     policy=st.sampled_from(["skip", "pad"]), seed=st.integers(0, 2**32 - 1),
 )
 def test_any_video_gives_a_valid_plan_or_none(

@@ -12,6 +12,7 @@ from pipelines.tasks._arrays import label_array
 from pipelines.tasks._sampling import (
     Sampled,
     SampledTask,
+    check_clip,
     check_short_video,
     strided,
     uniform_start,
@@ -58,10 +59,9 @@ class MotionContext(SampledTask):
         motion_len: int = 16,
         short_video: ShortVideoPolicy = "skip",
     ) -> None:
-        if clip_len < 1 or stride < 1 or motion_len < 1:
-            raise ValueError(
-                f"clip_len ({clip_len}), stride ({stride}) and motion_len ({motion_len}) must be >= 1"
-            )
+        check_clip(clip_len, stride)
+        if motion_len < 1:
+            raise ValueError(f"motion_len ({motion_len}) must be >= 1")
         self.clip_len, self.stride, self.motion_len = clip_len, stride, motion_len
         self.span = clip_span(1, clip_len, 0, stride)
         self.need = self.span + motion_len

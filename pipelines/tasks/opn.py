@@ -111,7 +111,8 @@ class OPN(SampledTask):
     def assemble(self, decoded: Decoded, plan: SamplePlan) -> dict[str, np.ndarray]:
         frames = decoded.clips[0]
         size = crop_size(frames.shape[1], frames.shape[2], self.crop_fraction)
-        out = np.stack([crop_at(f, fy, fx, size) for f, (fy, fx) in zip(frames, plan.params["crops"])])
+        crops = plan.params["crops"]
+        out = np.stack([crop_at(f, fy, fx, size) for f, (fy, fx) in zip(frames, crops)])
         channels = plan.params["channels"]
         if channels is not None:
             # frame i keeps channel channels[i] in all three: (k, h, w, 1) -> (k, h, w, 3)

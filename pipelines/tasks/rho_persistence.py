@@ -64,9 +64,8 @@ class RhoPersistence(SampledTask):
             window = min(max(int(self.max_span_s * fps_of(meta)), self.need), n)
         base = uniform_start(n, window, rng)
         starts = [base + uniform_start(window, self.need, rng) for _ in range(self.rho)]
-        return Sampled(label=-1, clips=tuple(
-            ClipRead(meta.uri, meta.video_id, strided(s, self.clip_len, self.stride, n)) for s in starts
-        ))
+        clips = [strided(s, self.clip_len, self.stride, n) for s in starts]
+        return Sampled(label=-1, clips=tuple(ClipRead(meta.uri, meta.video_id, c) for c in clips))
 
     def assemble(self, decoded: Decoded, plan: SamplePlan) -> dict[str, np.ndarray]:
         return {"video": np.stack(decoded.clips), "label": label_array(-1)}
