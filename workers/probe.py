@@ -76,8 +76,8 @@ class _Decoder:
     """Decodes video packets as the demuxer hands them over, as far as the probe needs.
 
     Always decodes until the first frame (its display matrix gives the rotation, its format
-    the pixel format); with
-    ``decode_all`` it decodes everything, counting frames, keyframes and errors.
+    the pixel format); with ``decode_all`` it decodes everything, counting frames, keyframes
+    and errors.
     """
 
     def __init__(self, stream: VideoStream, decode_all: bool) -> None:
@@ -150,7 +150,7 @@ def probe(uri: str, *, verify: bool = False, max_pixels: int | None = None) -> V
     """
     size = file_size(uri)
     if size == 0:
-        raise CorruptMediaError(uri, "empty file (0 bytes)")
+        raise CorruptMediaError(uri, "empty file")
     with _ffmpeg_reasons(uri), open_container(uri) as container:
         video = _best_video(uri, container)
         _check_pixels(uri, video, max_pixels)
