@@ -187,21 +187,48 @@ class Triplet(Objective):
         return loss, {"acc": acc}
 
 
-class MotionRegression(Objective):
-    """Predict the ``motion`` fields (B, M, T, h, w, 2) from the clip's features.
+class MotionContext(Objective):
+    """Motion prediction, and context matching when the task feeds a ``keyframe``.
 
-    The prediction uses the mean feature of the K inputs; ``motion_mask`` (B, M, T, h, w),
-    when the task provides it, selects the cells that carry a vector.
+    Motion: the ``motion`` fields (B, M, T, h, w, 2) are regressed from the clip's features
+    (the mean of its K inputs); ``motion_mask`` (B, M, T, h, w), when a task provides it,
+    selects the cells that carry a vector. Context: the keyframe (B, 1, 1, H, W, 3) goes
+    through the same backbone as a one-frame clip, and an InfoNCE pairs each keyframe with its
+    own clip against the batch's other clips (Huang et al.'s context matching).
+
+    Args:
+        task: task name.
+        in_dim: backbone feature size.
+        num_fields: M.
+        context: whether the batch carries ``keyframe``.
+        kind: regression loss, see :func:`~models.losses.motion_loss`.
+        context_weight: weight of the context term against the motion term.
+        hidden, out_dim, temperature: the context projections and InfoNCE.
     """
 
-    def __init__(self, task: str, in_dim: int, num_fields: int, kind: str = "smooth_l1") -> None:
+    def __init__(
+        self, task: str, in_dim: int, num_fields: int, context: bool = True, kind: str = "smooth_l1",
+        context_weight: float = 1.0, hidden: int = 2048, out_dim: int = 128, temperature: float = 0.1,
+    ) -> None:
         super().__init__()
-        self.task, self.kind = task, kind
+        self.task, self.kind, self.context_weight, self.temperature = task, kind, context_weight, temperature
         self.head = MotionHead(in_dim, num_fields)
+        self.context = context
+        # InfoNCE needs in-batch negatives and the projections' BatchNorm two rows
+        self.min_rows = 2 if context else 1
+        if context:
+            self.clip_proj = ProjectionHead(in_dim, hidden, out_dim)
+            self.keyframe_proj = ProjectionHead(in_dim, hidden, out_dim)
 
     def forward(self, batch, encoder):  # type: ignore[override]
         feats = encoder.encode_video(_batch_key(batch, "video", self.task)).mean(dim=1)
         target = _batch_key(batch, "motion", self.task).float()
         pred = self.head(feats, tuple(target.shape[2:5]))
         loss, epe = motion_loss(pred, target, batch.get("motion_mask"), self.kind)  # type: ignore[arg-type]
-        return loss, {"epe": epe}
+        metrics = {"motion_loss": loss.detach(), "epe": epe}
+        if self.context:
+            key = encoder.encode_video(_batch_key(batch, "keyframe", self.task)).mean(dim=1)
+            ctx, top1 = info_nce(self.clip_proj(feats), self.keyframe_proj(key), self.temperature)
+            loss = loss + self.context_weight * ctx
+            metrics |= {"context_loss": ctx.detach(), "top1": top1}
+        return loss, metrics

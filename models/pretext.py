@@ -16,7 +16,8 @@ Task -> head and loss (K: inputs of the shared video backbone per sample, A: aud
 | pace            | 1 clip              | MLP                                         | cross-entropy, one per stride |
 | rho_persistence | K = rho clips       | projector (+ predictor, EMA target)         | BYOL (or nt_xent, wmse)       |
 | dsm             | anchor, pos, neg    | projector                                   | triplet margin (cosine)       |
-| motion_context  | clip(s)             | motion head (coarse field, resized)         | masked smooth L1 on fields    |
+| motion_context  | clip + keyframe     | motion head (coarse field, resized);        | smooth L1 on the next fields  |
+|                 |                     | clip and keyframe projectors                | + InfoNCE keyframe vs clips   |
 | avc             | 1 frame + A audio   | AV fusion: concat, fc 128, fc 2 (L3-Net)    | cross-entropy, 2 classes      |
 | avts            | 1 clip + A audio    | AV fusion: concat, fc 128, fc 2             | cross-entropy, 2 classes      |
 | av_contrastive  | 1 clip + A audio    | one projector per modality                  | symmetric InfoNCE, in-batch   |
@@ -52,7 +53,7 @@ from models._objectives import (
     AVContrastive,
     Classify,
     Metrics,
-    MotionRegression,
+    MotionContext,
     Objective,
     Siamese,
     Triplet,
@@ -294,7 +295,8 @@ def _objective(spec: TaskShapes, video: Backbone, audio_dim: int, params: dict[s
     if name == "dsm":
         return Triplet(name, d, **params)
     if name == "motion_context" or (classes == 0 and "motion" in spec.shapes):
-        return MotionRegression(name, d, num_fields=spec.shapes["motion"][0], **params)
+        params.setdefault("context", "keyframe" in spec.shapes)
+        return MotionContext(name, d, num_fields=spec.shapes["motion"][0], **params)
     if name == "av_contrastive" or (classes == 0 and spec.has_audio):
         return AVContrastive(name, d, audio_dim, **params)
     if classes < 2:

@@ -38,7 +38,7 @@ from models import (
 from models._objectives import (
     AVClassify,
     AVContrastive,
-    MotionRegression,
+    MotionContext,
     Objective,
     Siamese,
     SiameseLoss,
@@ -292,6 +292,46 @@ def test_multi_task_loss_is_the_weighted_sum() -> None:
         model(b1, "pace")
 
 
+def _batch_like(shapes: dict[str, tuple[int, ...]], num_classes: int, b: int, gen: torch.Generator) -> dict[str, torch.Tensor]:
+    """A random batch of ``b`` rows shaped like a task's outputs."""
+    out: dict[str, torch.Tensor] = {}
+    for key, shape in shapes.items():
+        if key in ("video", "keyframe"):
+            out[key] = torch.randint(0, 256, (b, *shape), generator=gen, dtype=torch.uint8)
+        elif key == "label":
+            out[key] = torch.randint(0, num_classes, (b,), generator=gen) if num_classes else torch.full((b,), -1)
+        elif len(shape) == 0:
+            out[key] = torch.zeros(b, dtype=torch.int64)
+        else:
+            out[key] = torch.randn(b, *shape, generator=gen)
+    return out
+
+
+def test_every_registered_task_trains_in_one_multi_task_step() -> None:
+    """Decode once, feed many: all tasks of the catalog, one forward, one backward."""
+    from pipelines.tasks import get_task, task_names
+
+    gen = torch.Generator().manual_seed(12)
+    small = {"vcop": {"clip_len": 2}, "o3n": {"seq_len": 2, "num_elements": 4}, "pace": {"clip_len": 2},
+             "arrow_of_time": {"clip_len": 2}, "rho_persistence": {"clip_len": 2},
+             "dsm": {"clip_len": 2}, "motion_context": {"clip_len": 2, "motion_len": 2},
+             "avts": {"clip_len": 2}}
+    tasks = [get_task(n, **small.get(n, {})) for n in task_names()]
+    model = build_pretext_model(tasks, head_params={"rho_persistence": {"hidden": 32}})
+    batches = {}
+    for task in tasks:
+        spec = probe_task(task)
+        batches[task.name] = _batch_like(spec.shapes, spec.num_classes, 3, gen)
+        batches[task.name]["ok"] = torch.tensor([True, True, False])
+    loss, metrics = model(batches)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(metrics[f"{t.name}/n"].item() == 2 for t in tasks)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    o3n_head = model.objectives["o3n"].head
+    assert isinstance(o3n_head, SumOfDifferencesHead) and o3n_head.num_inputs == 4
+
+
 def _ddp_steps(model: PretextModel, batches: list[Any], tmp_path) -> None:
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
@@ -404,11 +444,12 @@ def test_triplet_av_contrastive_and_motion_objectives_run() -> None:
     batch = {"video": _video(gen, 3, 1, 2), "audio": torch.randn(3, 1, 1, 40, 20, generator=gen)}
     loss, metrics = model(batch, "t")
     assert torch.isfinite(loss) and "top1" in metrics
-    model = _model_with(MotionRegression("t", 32, num_fields=1))
-    motion = torch.randn(3, 1, 2, 4, 4, 2, generator=gen)
-    loss, metrics = model({"video": _video(gen, 3, 1, 2), "motion": motion}, "t")
+    model = _model_with(MotionContext("t", 32, num_fields=1, hidden=16, out_dim=8))
+    batch = {"video": _video(gen, 3, 1, 2), "keyframe": _video(gen, 3, 1, 1),
+             "motion": torch.randn(3, 1, 2, 4, 4, 2, generator=gen)}
+    loss, metrics = model(batch, "t")
     loss.backward()
-    assert torch.isfinite(loss) and metrics["epe"] > 0
+    assert torch.isfinite(loss) and metrics["epe"] > 0 and "top1" in metrics
 
 
 # --- learnability ----------------------------------------------------------------------
