@@ -35,7 +35,8 @@ backbone in a video-only step) and DDP needs no ``find_unused_parameters``. Unde
 the wrapper once per step with all tasks (``ddp(batches, weights=w)`` or
 ``model.multi_task_loss(batches, w, forward=ddp)``): calling it once per task before one
 backward would mark shared parameters ready twice. The BYOL target does not require grad
-and is not reduced; every rank moves it identically.
+and is not reduced; it moves by EMA (momentum 0.99) at the start of every training forward,
+identically on every rank, so the train loop calls nothing extra.
 """
 
 from __future__ import annotations
