@@ -49,7 +49,7 @@ from pipelines.tasks.base import Decoded, SamplePlan
 from workers.decode._dali import ClipRequest, DALIBatchDecoder, read_encoded
 from workers.errors import CorruptMediaError
 from workers.meta import VideoMeta
-from workers.stage import Batch
+from workers.stage import Batch, Stage
 from workers.video_stage import VideoStage, clip_size
 
 # Columns a colocated trainer needs in its batches: the plans, the manifest rows of the
@@ -112,7 +112,17 @@ def _files_of(plans: Sequence[SamplePlan]) -> dict[str, bytes]:
     return files
 
 
-class DALIVideoStage(VideoStage):
+class BatchFirst(Stage):
+    """A stage whose real work is :meth:`fill_batch` (one DALI run for many rows); a single
+    row is a batch of one."""
+
+    def fill(self, plans: tuple[SamplePlan, ...], decoded: list[Decoded]) -> None:
+        (error,) = self.fill_batch([plans], [decoded], [""])
+        if error is not None:
+            raise error
+
+
+class DALIVideoStage(BatchFirst, VideoStage):
     """The ``video`` operator on DALI: all rows of a Ray Data batch in one DALI run.
 
     Output is what :class:`~workers.video_stage.VideoStage` gives (host uint8 clips
@@ -134,11 +144,6 @@ class DALIVideoStage(VideoStage):
     @property
     def fallbacks(self) -> int:
         return self.decoder.fallbacks
-
-    def fill(self, plans: tuple[SamplePlan, ...], decoded: list[Decoded]) -> None:
-        (error,) = self.fill_batch([plans], [decoded], [""])
-        if error is not None:
-            raise error
 
     def fill_batch(
         self, plans: list[tuple[SamplePlan, ...]], decoded: list[list[Decoded]], errors: list[str]

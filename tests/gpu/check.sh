@@ -4,7 +4,7 @@
 # 1. installs the wheels carried in .whl/ (PyAV, Ray, DALI and their small pure-Python
 #    requirements) into /tmp/site, since the GPU machine has no network;
 # 2. runs the gpu-marked conformance and DALI tests (NVDEC vs PyAV within the PSNR bound,
-#    the colocated DLPack path);
+#    the colocated DLPack path, DALI log-mel on the GPU vs torchaudio);
 # 3. runs the decode benchmark (NVDEC at 340x256 with 1-32 concurrent decoders beside PyAV
 #    on every core) and prints its short table last.
 # Without a GPU the gpu tests are skipped, the benchmark runs its CPU half and says the GPU
@@ -46,7 +46,7 @@ PY
 } > "$OUT/env.txt" 2>&1
 cat "$OUT/env.txt"
 
-tests=(tests/test_dali.py)
+tests=(tests/test_dali.py tests/test_audio_dali.py)
 [[ -f tests/test_conformance.py ]] && tests=(tests/test_conformance.py "${tests[@]}")
 echo "== pytest -m gpu ${tests[*]}"
 "$PY" -m pytest -m gpu -p no:cacheprovider -rA -s "${tests[@]}" \
