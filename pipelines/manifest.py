@@ -20,7 +20,7 @@ import posixpath
 import re
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -548,7 +548,8 @@ def _probe_all(
     chunks = _chunks(len(uris), int(ray.cluster_resources().get("CPU", 1)))
     bar = Progress(len(uris), progress)
     out: dict[int, list[VideoMeta]] = {}
-    for start, rows in _run_chunks(task, uris, options, labels, chunks):
+    window = 4 * int(ray.cluster_resources().get("CPU", 1))
+    for start, rows in _run_chunks(task, uris, options, labels, chunks, window):
         out[start] = rows
         bar.advance(rows)
     bar.close()
@@ -572,50 +573,39 @@ def _run_chunks(
     options: ProbeOptions,
     labels: list[tuple[str, int]],
     chunks: list[tuple[int, int]],
+    window: int,
 ) -> Iterator[tuple[int, list[VideoMeta]]]:
-    """Submit every chunk and yield ``(start, rows)`` as each finishes (``ray.wait``).
+    """Run chunks as Ray tasks, at most ``window`` at once; yield ``(start, rows)`` as each
+    finishes (``ray.wait``), so progress shows and the driver never holds a million refs.
 
-    A chunk whose worker process died (an FFmpeg crash on a hostile file) is retried by Ray
-    once; after that its files are probed one per task, and a file that still kills its
-    worker becomes a quarantined row instead of failing the whole index.
+    A chunk whose worker process died (FFmpeg crashing on a hostile file, or killed for
+    memory) is split into one task per file once Ray's own retry is spent; a file that
+    still kills its worker becomes a quarantined row instead of failing the whole index.
     """
     import ray
 
-    pending = {task.remote(uris[s:e], options, labels[s:e]): (s, e) for s, e in chunks}
-    while pending:
+    crashes = (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError)
+    todo = deque(chunks)
+    pending: dict[Any, tuple[int, int]] = {}
+    while todo or pending:
+        while todo and len(pending) < window:
+            s, e = todo.popleft()
+            pending[task.remote(uris[s:e], options, labels[s:e])] = (s, e)
         done, _ = ray.wait(list(pending), num_returns=1)
         s, e = pending.pop(done[0])
         try:
-            yield s, ray.get(done[0])
-        except (ray.exceptions.WorkerCrashedError, ray.exceptions.RayTaskError) as err:
-            if isinstance(err, ray.exceptions.RayTaskError) and not _crashed(err):
-                raise
+            rows = ray.get(done[0])
+        except crashes as err:
             if e - s > 1:
-                pending.update(
-                    {
-                        task.remote(uris[i : i + 1], options, labels[i : i + 1]): (i, i + 1)
-                        for i in range(s, e)
-                    }
+                todo.extendleft((i, i + 1) for i in reversed(range(s, e)))
+                continue
+            why = "out of memory" if isinstance(err, ray.exceptions.OutOfMemoryError) else "crashed"
+            rows = [
+                quarantined(
+                    uris[s], f"probe process {why}", label=labels[s][0], label_id=labels[s][1]
                 )
-            else:
-                yield (
-                    s,
-                    [
-                        quarantined(
-                            uris[s],
-                            "decoder process crashed",
-                            label=labels[s][0],
-                            label_id=labels[s][1],
-                        )
-                    ],
-                )
-
-
-def _crashed(err: Exception) -> bool:
-    """Whether a task error means the worker process died (not a bug in Python code)."""
-    import ray
-
-    return isinstance(getattr(err, "cause", None), ray.exceptions.WorkerCrashedError)
+            ]
+        yield s, rows
 
 
 class Progress:

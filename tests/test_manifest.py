@@ -466,6 +466,46 @@ def test_index_command_on_a_small_folder(
     assert "refused: ../elsewhere: escapes the dataset root" in capsys.readouterr().err
 
 
+def _crash_on(uris: list[str], options: ProbeOptions, labels: list[tuple[str, int]]) -> list:
+    """A probe task that dies like a segfaulting FFmpeg on files named crash*."""
+    import os
+
+    if any("crash" in u for u in uris):
+        os._exit(139)
+    return [
+        VideoMeta(video_id=video_id_of(u), uri=u, label=lab) for u, (lab, _) in zip(uris, labels)
+    ]
+
+
+@pytest.mark.ray
+def test_a_file_that_kills_its_worker_is_quarantined_alone(ray_local: None) -> None:
+    import ray
+
+    from pipelines.manifest import _run_chunks
+    from pipelines.runtime import init_ray
+
+    init_ray(None)
+    task = ray.remote(num_cpus=1, max_retries=0)(_crash_on)
+    uris = ["/d/a.mp4", "/d/crash.mp4", "/d/c.mp4"]
+    labels = [("x", 0)] * 3
+    done = dict(_run_chunks(task, uris, ProbeOptions(), labels, [(0, 2), (2, 3)], window=2))
+    rows = [row for start in sorted(done) for row in done[start]]
+    assert [(Path(r.uri).name, r.status, r.error, r.label) for r in rows] == [
+        ("a.mp4", "ok", "", "x"),
+        ("crash.mp4", QUARANTINED, "probe process crashed", "x"),
+        ("c.mp4", "ok", "", "x"),
+    ]
+
+
+def test_chunks_cover_every_file_once() -> None:
+    from pipelines.manifest import _chunks
+
+    assert _chunks(10, 4) == [(i, i + 1) for i in range(10)]
+    big = _chunks(1000, 4)
+    assert len(big) == 32 and big[-1] == (992, 1000)
+    assert [i for s, e in big for i in range(s, e)] == list(range(1000))
+
+
 @pytest.mark.ray
 def test_index_with_motion(tmp_path: Path, ray_local: None) -> None:
     motion = pytest.importorskip("workers.motion", reason="workers.motion is not written yet")
