@@ -33,6 +33,12 @@ class UnsupportedCodecError(CorruptMediaError):
     kind = "unsupported_codec"
 
 
+class NoAudioError(CorruptMediaError):
+    """Audio was asked of a file without an audio stream (reader policy ``no_audio="error"``)."""
+
+    kind = "no_audio"
+
+
 class TooManyPixelsError(CorruptMediaError):
     """The stream declares more pixels per frame than the configured bound."""
 
