@@ -479,7 +479,7 @@ def test_vcop_on_tiny3d_learns_clip_order_above_chance() -> None:
     gen = torch.Generator().manual_seed(11)
     model = build_pretext_model(["vcop"], task_params={"vcop": {"clip_len": 4}})
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    for _ in range(30):
+    for _ in range(20):  # unloaded, two cores: ~10 s; accuracy reaches 1.0 by step ~10
         video, labels = _bar_clips(gen, 12)
         loss, _ = model({"video": video, "label": labels}, "vcop")
         opt.zero_grad()
