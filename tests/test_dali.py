@@ -202,6 +202,19 @@ def test_batch_isolates_a_broken_file(tmp_path: Path) -> None:
         assert isinstance(out[1], CorruptMediaError) and str(junk) in str(out[1])
 
 
+def test_frames_of_another_size_than_the_manifest_go_to_the_policy() -> None:
+    """DALI's frames must be the manifest's stream; a size mismatch is not silently used."""
+    from dataclasses import replace
+
+    meta = replace(probe(str(media(VP9))), width=100, height=100)
+    with DALIReader(meta.uri, meta=meta) as r:
+        assert r.frames([0]).shape == (1, 200, 200, 3)  # PyAV's frames of the real stream
+        assert r.fallbacks == 1
+    strict = DALIReader(meta.uri, meta=meta, codec_policy="error")
+    with strict, pytest.raises(CorruptMediaError, match="200x200 stream; the manifest's .* 100x"):
+        strict.frames([0])
+
+
 # --- codec policy --------------------------------------------------------------------------
 
 

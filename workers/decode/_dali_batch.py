@@ -303,16 +303,16 @@ class DALIBatchDecoder:
         except RuntimeError as e:
             self._pipes.clear()  # a fresh pipeline after an error, whatever state it left
             if len(chunk) == 1:
-                return {chunk[0]: self._rejected(jobs[chunk[0]], e, as_torch)}
+                return {chunk[0]: self._rejected(jobs[chunk[0]], dali_reason(e), as_torch)}
         out: dict[int, Result] = {}
         for j in chunk:
             out.update(self._run_isolating([j], jobs, as_torch))
         return out
 
-    def _rejected(self, job: _Job, exc: RuntimeError, as_torch: bool) -> Result:
+    def _rejected(self, job: _Job, why: str, as_torch: bool) -> Result:
+        """A video DALI took but could not decode as the manifest describes it."""
         if self.codec_policy == "fallback":
             return self._fallback(job, as_torch)
-        why = dali_reason(exc)
         return CorruptMediaError(
             job.meta.uri, f"DALI ({self.device}) cannot decode {job.meta.video_codec}: {why}"
         )
@@ -326,10 +326,16 @@ class DALIBatchDecoder:
             sizes = [_coded_size(job.size, job.meta.rotation) for job in batch if job.size]
         pipe = self._pipe(resize)
         encoded = [np.frombuffer(job.encoded, np.uint8) for job in batch]  # type: ignore[arg-type]
-        out = run_pipeline(pipe, encoded, [job.frames for job in batch], sizes)
+        out, shapes = run_pipeline(pipe, encoded, [job.frames for job in batch], sizes)
         self.runs += 1
         arrays = to_torch(out) if as_torch else to_numpy(out)
-        return [_rotate(a, job.meta.rotation) for a, job in zip(arrays, batch)]
+        results = []
+        for array, shape, job in zip(arrays, shapes, batch):
+            wrong = _wrong_stream(job.meta, shape)
+            ok = wrong is None
+            results.append(_rotate(array, job.meta.rotation) if ok else
+                           self._rejected(job, wrong or "", as_torch))
+        return results
 
     def _pipe(self, resize: bool) -> Any:
         if resize not in self._pipes:
@@ -405,6 +411,22 @@ def _chunks(order: list[int], jobs: list[_Job], batch_size: int) -> list[list[in
     for j in order:
         groups[jobs[j].size is not None].append(j)
     return [g[i:i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
+
+
+def _wrong_stream(meta: VideoMeta, shape: tuple[int, ...]) -> str | None:
+    """Why DALI's frames are not the manifest's stream, or None when their size agrees.
+
+    DALI picks its own video stream and demuxes on its own; when what it decoded is not the
+    size the manifest recorded (another stream of a multi-stream file, a stale manifest),
+    its frames must not silently stand in for the planned ones.
+    """
+    if meta.width <= 0 or meta.height <= 0 or len(shape) != 4:
+        return None
+    coded = _coded_size((meta.height, meta.width), meta.rotation)
+    if tuple(shape[1:3]) == coded:
+        return None
+    return (f"DALI decoded a {shape[2]}x{shape[1]} stream; the manifest's video stream is "
+            f"{coded[1]}x{coded[0]} (another stream of the file?)")
 
 
 def _coded_size(size: tuple[int, int], rotation: int) -> tuple[int, int]:

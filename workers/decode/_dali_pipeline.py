@@ -9,7 +9,9 @@ Example: a batch of 2 samples
     encoded = [bytes of a.webm, bytes of b.webm]
     frames  = [[0, 1, 2], [40, 48]]
     size    = [[112, 112], [112, 112]]      # (H, W), only in a resizing pipeline
--> outputs [(3, 112, 112, 3), (2, 112, 112, 3)] uint8, on the GPU for ``device="gpu"``.
+-> video [(3, 112, 112, 3), (2, 112, 112, 3)] uint8, on the GPU for ``device="gpu"``,
+   and the decoded (coded) shape of each sample, e.g. [(3, 720, 1280, 3), (2, 200, 200, 3)],
+   so the caller can tell that DALI decoded the stream the manifest describes.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ def build_pipeline(
             demuxing and NVDEC session feeding on the GPU).
         device_id: the CUDA device of a ``"gpu"`` pipeline.
     Returns:
-        a built ``nvidia.dali.Pipeline`` with inputs ``encoded``, ``frames`` (and ``size``).
+        a built ``nvidia.dali.Pipeline`` with inputs ``encoded``, ``frames`` (and ``size``)
+        and outputs ``video`` and the decoded shape of each sample.
     """
     from nvidia.dali import fn, pipeline_def, types
 
@@ -63,11 +66,13 @@ def build_pipeline(
             video = fn.decoders.video(encoded, device="mixed", frames=frames, affine=False)
         else:
             video = fn.decoders.video(encoded, device="cpu", frames=frames)
+        shape = video.shape()
         if resize:
             size = fn.external_source(name="size", dtype=types.DALIDataType.FLOAT, ndim=1)
-            return fn.resize(video, size=size, antialias=True,
-                             interp_type=types.DALIInterpType.INTERP_LINEAR)
-        return video
+            resized = fn.resize(video, size=size, antialias=True,
+                                interp_type=types.DALIInterpType.INTERP_LINEAR)
+            return resized, shape
+        return video, shape
 
     pipe = graph()
     pipe.build()
@@ -88,7 +93,8 @@ def run_pipeline(
         frames: frame indices to take from each video.
         sizes: output (H, W) of each sample, before any display rotation.
     Returns:
-        DALI's TensorList (CPU or GPU), valid until the next run of ``pipe``.
+        DALI's video TensorList (CPU or GPU), valid until the next run of ``pipe``, and the
+        decoded (F, H, W, C) shape of each sample as it came out of the decoder.
     Raises:
         RuntimeError: DALI could not decode one of the samples.
     """
@@ -96,8 +102,8 @@ def run_pipeline(
     pipe.feed_input("frames", [np.asarray(f, dtype=np.int32) for f in frames])
     if sizes is not None:
         pipe.feed_input("size", [np.asarray(s, dtype=np.float32) for s in sizes])
-    (out,) = pipe.run()
-    return out
+    video, shapes = pipe.run()
+    return video, [tuple(int(d) for d in a) for a in to_numpy(shapes)]
 
 
 def to_numpy(out: Any) -> list[np.ndarray]:
