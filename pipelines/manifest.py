@@ -177,7 +177,7 @@ def probe_row(uri: str, options: ProbeOptions, label: str = "", label_id: int = 
 
 
 def _motion(uri: str) -> tuple[float, ...]:
-    from workers.motion import mean_motion  # type: ignore[attr-defined]
+    from workers.motion import mean_motion
 
     try:
         return tuple(float(x) for x in mean_motion(uri))
@@ -198,14 +198,6 @@ VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpeg", ".mpg", ".ts", ".m2ts", ".264"}
     | {".h264", ".265", ".hevc", ".flv", ".3gp", ".ivf", ".wmv", ".asf", ".ogv", ".mxf", ".nut"}
 )
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A file to index: its manifest ``uri`` and the folder argument it was found under."""
-
-    uri: str
-    base: str
 
 
 def safe_uri(path: str, *, root: str | None = None) -> str:
@@ -285,7 +277,7 @@ def _filesystem(uri: str) -> tuple[Any, str, str]:
     return pafs.LocalFileSystem(), _local_part(uri), prefix
 
 
-def expand(uris: Iterable[str]) -> list[Candidate]:
+def expand(uris: Iterable[str]) -> list[str]:
     """Files to index: each file as given, each folder's video files (recursive, sorted).
 
     A path that does not exist stays a candidate (it becomes a quarantined row "file not
@@ -293,18 +285,17 @@ def expand(uris: Iterable[str]) -> list[Candidate]:
     """
     import pyarrow.fs as pafs
 
-    out: dict[str, Candidate] = {}
+    out: dict[str, None] = {}  # an ordered set
     for uri in uris:
         fs, fspath, prefix = _filesystem(uri)
         if fs.get_file_info(fspath).type != pafs.FileType.Directory:
-            out.setdefault(uri, Candidate(uri, posixpath.dirname(uri)))
+            out.setdefault(uri)
             continue
         infos = fs.get_file_info(pafs.FileSelector(fspath, recursive=True))
         for info in sorted(infos, key=lambda i: i.path):
             if info.type == pafs.FileType.File and _is_video(info.path):
-                found = prefix + info.path
-                out.setdefault(found, Candidate(found, uri))
-    return list(out.values())
+                out.setdefault(prefix + info.path)
+    return list(out)
 
 
 def _is_video(path: str) -> bool:
@@ -332,9 +323,9 @@ class LabelMap:
     by_stem: bool = False
     names: tuple[str, ...] = ()
 
-    def lookup(self, c: Candidate) -> tuple[str, int]:
+    def lookup(self, uri: str) -> tuple[str, int]:
         """``(label, label_id)`` of a file; ``("", -1)`` when no entry names it."""
-        label = self._find(c.uri)
+        label = self._find(uri)
         return (label, self.names.index(label)) if label else ("", -1)
 
     def _find(self, uri: str) -> str:
@@ -349,9 +340,9 @@ class LabelMap:
         return ""
 
 
-def labels_from_dirs(files: Iterable[Candidate]) -> LabelMap:
+def labels_from_dirs(uris: Iterable[str]) -> LabelMap:
     """Label = the name of each file's parent folder (``kinetics/train/abseiling/x.mp4``)."""
-    by_key = {c.uri: posixpath.basename(posixpath.dirname(c.uri)) for c in files}
+    by_key = {u: posixpath.basename(posixpath.dirname(u)) for u in uris}
     return LabelMap(by_key, names=tuple(sorted(set(by_key.values()))))
 
 
@@ -453,9 +444,9 @@ class IndexResult:
         lines = [head]
         lines += [f"  quarantined {n:>6}  {reason}" for reason, n in self.by_reason().most_common()]
         if self.unlabeled:
-            lines.append(f"  {self.unlabeled} files have no label")
+            lines.append(f"  without a label: {self.unlabeled}")
         if self.motion_unavailable:
-            lines.append(f"  {self.motion_unavailable} ok files have no motion vectors (codec)")
+            lines.append(f"  ok without motion vectors (codec): {self.motion_unavailable}")
         return "\n".join(lines)
 
 
@@ -504,13 +495,14 @@ def index_paths(
     if motion:
         _require_motion()
     start = time.perf_counter()
-    csv_labels = labels_from_csv(labels, root=root) if labels else None  # refuses bad entries
+    label_map = labels_from_csv(labels, root=root) if labels else None  # refuses bad entries
     files = expand(uris)
-    label_map = csv_labels or (labels_from_dirs(files) if label_from_dir else LabelMap({}))
+    if label_map is None:
+        label_map = labels_from_dirs(files) if label_from_dir else LabelMap({})
     options = ProbeOptions(verify=verify, motion=motion, max_pixels=max_pixels)
     assigned = [label_map.lookup(f) for f in files]
     stream = (sys.stderr if progress else None) if isinstance(progress, bool) else progress
-    rows = _probe_all([f.uri for f in files], options, assigned, address, stream)
+    rows = _probe_all(files, options, assigned, address, stream)
     return IndexResult(
         rows=rows,
         elapsed_s=time.perf_counter() - start,
@@ -522,7 +514,7 @@ def index_paths(
 def _require_motion() -> None:
     """Fail before probing anything when motion was asked for but cannot be computed."""
     try:
-        from workers.motion import mean_motion  # type: ignore[attr-defined]  # noqa: F401
+        from workers.motion import mean_motion  # noqa: F401
     except ImportError as e:
         raise RuntimeError(
             f"--motion needs workers.motion.mean_motion, which is missing: {e}"

@@ -17,7 +17,6 @@ from av.video.frame import PictureType
 from pipelines.manifest import (
     QUARANTINED,
     SCHEMA,
-    Candidate,
     ProbeOptions,
     expand,
     index_paths,
@@ -288,6 +287,21 @@ def test_too_many_pixels_refused_from_the_declared_size(broken: dict[str, Path])
     assert probe_row(str(broken["good"]), ProbeOptions(max_pixels=1000)).status == QUARANTINED
 
 
+def test_a_declared_8k_frame_is_refused_by_the_default_bound(tmp_path: Path) -> None:
+    path = tmp_path / "8k.mp4"
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=1, options={"preset": "ultrafast"})
+        s.width, s.height, s.pix_fmt = 7680, 4320, "yuv420p"
+        frame = av.VideoFrame(7680, 4320, "yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        c.mux(s.encode(frame))
+        c.mux(s.encode(None))
+    row = probe_row(str(path), ProbeOptions())
+    assert row.status == QUARANTINED
+    assert row.error == "7680x4320 = 33177600 pixels > bound 16777216"
+
+
 # ------------------------------------------------------------------------- safe paths
 
 
@@ -333,10 +347,10 @@ def test_expand_lists_videos_recursively_and_keeps_missing_files(tmp_path: Path)
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
     missing = str(tmp_path / "gone.mp4")
-    found = [c.uri for c in expand([str(tmp_path), missing, str(tmp_path / "b/2.mp4")])]
+    found = expand([str(tmp_path), missing, str(tmp_path / "b/2.mp4")])
     assert found == [str(tmp_path / r) for r in ["a/1.MKV", "a/deep/3.webm", "b/2.mp4"]] + [missing]
     uri = f"file://{tmp_path}"
-    assert next(c.uri for c in expand([uri])) == f"{uri}/a/1.MKV"
+    assert expand([uri])[0] == f"{uri}/a/1.MKV"
 
 
 # ------------------------------------------------------------------------------ labels
@@ -351,7 +365,7 @@ def test_labels_from_path_csv_match_by_path_suffix(tmp_path: Path) -> None:
     csv.write_text("path,label\ncats/a.mp4,cat\ndogs/a.mp4,dog\nb.mp4,bird\nzz.mp4,zebra\n")
     labels = labels_from_csv(str(csv))
     assert labels.names == ("bird", "cat", "dog", "zebra")
-    found = [labels.lookup(Candidate(p, "/d")) for p in _paths("cats/a", "dogs/a", "x/b", "x/ab")]
+    found = [labels.lookup(p) for p in _paths("cats/a", "dogs/a", "x/b", "x/ab")]
     # "x/ab.mp4" is not "b.mp4": suffixes match on folder boundaries only
     assert found == [("cat", 1), ("dog", 2), ("bird", 0), ("", -1)]
 
@@ -366,12 +380,12 @@ def test_labels_from_kinetics_csv_match_both_file_namings(tmp_path: Path) -> Non
     )
     labels = labels_from_csv(str(csv))
     assert labels.names == ("abseiling", "air drumming", "zumba")
-    assert labels.lookup(Candidate("/k/train/0347ZoDXyP0_000014_000024.mp4", "/k")) == (
+    assert labels.lookup("/k/train/0347ZoDXyP0_000014_000024.mp4") == (
         "abseiling",
         0,
     )
-    assert labels.lookup(Candidate("/k/--07WQ2iBlw.mkv", "/k")) == ("zumba", 2)
-    assert labels.lookup(Candidate("/k/other_000001_000011.mp4", "/k")) == ("", -1)
+    assert labels.lookup("/k/--07WQ2iBlw.mkv") == ("zumba", 2)
+    assert labels.lookup("/k/other_000001_000011.mp4") == ("", -1)
 
 
 def test_labels_csv_entries_may_not_escape_and_header_must_be_known(tmp_path: Path) -> None:
@@ -391,7 +405,7 @@ def test_labels_from_parent_folder(tmp_path: Path) -> None:
         (tmp_path / rel).write_bytes(b"x")
     files = expand([str(tmp_path)])
     labels = labels_from_dirs(files)
-    assert [labels.lookup(c) for c in files] == [("run", 0), ("run", 0), ("walk", 1)]
+    assert [labels.lookup(u) for u in files] == [("run", 0), ("run", 0), ("walk", 1)]
 
 
 # ------------------------------------------------------------------------------ Parquet
@@ -459,6 +473,11 @@ def test_index_command_on_a_small_folder(
         ("b.mp4", "ok", "sit", 1, 7),
         ("c.mp4", QUARANTINED, "sit", 1, 0),
     ]
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\njump/a.mp4,leap\nsit/c.mp4,rest\n")
+    by_csv = index_paths([str(data)], root=str(data), labels=str(csv), progress=False)
+    assert [(r.label, r.label_id) for r in by_csv.rows] == [("leap", 0), ("", -1), ("rest", 1)]
+    assert by_csv.unlabeled == 1 and "without a label: 1" in by_csv.summary()
     shown = capsys.readouterr()
     assert "2 ok, 1 quarantined" in shown.out and "quarantined      1  empty file" in shown.out
     assert "probing 3/3 files (1 quarantined" in shown.err
