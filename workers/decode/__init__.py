@@ -12,6 +12,7 @@ from typing import Literal, Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
+from workers.decode._support import psnr_bound, supports
 from workers.meta import VideoMeta
 
 Backend = Literal["pyav", "dali"]
@@ -73,4 +74,4 @@ def open_video(
     raise ValueError(f"backend {backend!r} is not one of 'pyav', 'dali'")
 
 
-__all__ = ["Backend", "Device", "VideoReader", "open_video"]
+__all__ = ["Backend", "Device", "VideoReader", "open_video", "psnr_bound", "supports"]
