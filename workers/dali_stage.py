@@ -36,7 +36,9 @@ When each wins:
   engines are separate from the SMs (an H200 has 7), so decode costs the model almost no
   compute; only compressed bytes cross the network and there is no PCIe round trip. But
   decode capacity is tied to the number of trainer GPUs, resizing uses a little SM time and
-  memory, and a codec NVDEC lacks falls back to PyAV inside the trainer process.
+  memory, and a codec NVDEC lacks falls back to PyAV inside the trainer process (which then
+  reads the file itself). Whole files travel, so it suits short clips (Kinetics, 10 s); a
+  visit of a minutes-long YFCC video ships all of it for a few clips.
 """
 
 from __future__ import annotations

@@ -274,7 +274,11 @@ class DALIBatchDecoder:
         return f"DALI on {self.device} cannot decode {what} (it decodes {codecs})"
 
     def _fallback(self, job: _Job, as_torch: bool) -> Result:
-        """PyAV decodes the job (resizing and rotating as it always does)."""
+        """PyAV decodes the job (resizing and rotating as it always does).
+
+        PyAV reads ``meta.uri`` itself, also where the bytes came with the request (the
+        colocated trainer), so the trainer needs read access to the dataset for fallbacks.
+        """
         from workers.decode import open_video
 
         self.fallbacks += 1
@@ -332,9 +336,8 @@ class DALIBatchDecoder:
         results = []
         for array, shape, job in zip(arrays, shapes, batch):
             wrong = _wrong_stream(job.meta, shape)
-            ok = wrong is None
-            results.append(_rotate(array, job.meta.rotation) if ok else
-                           self._rejected(job, wrong or "", as_torch))
+            results.append(self._rejected(job, wrong, as_torch) if wrong
+                           else _rotate(array, job.meta.rotation))
         return results
 
     def _pipe(self, resize: bool) -> Any:
