@@ -75,9 +75,9 @@ class _Scan:
 class _Decoder:
     """Decodes video packets as the demuxer hands them over, as far as the probe needs.
 
-    Always decodes until the first frame (its display matrix gives the rotation, its format
-    the pixel format); with ``decode_all`` it decodes everything, counting frames, keyframes
-    and errors.
+    Always decodes until the first frame (its display matrix gives the rotation; its format
+    and size the pixel format and frame size); with ``decode_all`` it decodes everything,
+    counting frames, keyframes and errors.
     """
 
     def __init__(self, stream: VideoStream, decode_all: bool) -> None:
@@ -85,6 +85,7 @@ class _Decoder:
         self.decode_all = decode_all
         self.rotation: int | None = None
         self.pix_fmt = ""
+        self.size = (0, 0)
         self.decoded = 0
         self.keyframes: list[int] = []
         self.frame_pts: list[int | None] = []
@@ -107,6 +108,7 @@ class _Decoder:
             # a viewer applies (iPhone portrait: -90 -> 90).
             self.rotation = round(-frame.rotation) % 360
             self.pix_fmt = frame.format.name
+            self.size = (frame.width, frame.height)
         if frame.key_frame:
             self.keyframes.append(self.decoded)
         self.frame_pts.append(frame.pts)
@@ -227,8 +229,9 @@ def _probe_open(
         _check_all_decoded(uri, scan, decoder)
     table = _frame_table(uri, video, scan, decoder)
     rotation = decoder.rotation or 0
-    cc = video.codec_context
-    width, height = (cc.height, cc.width) if rotation in (90, 270) else (cc.width, cc.height)
+    # The decoded frame's size, not the header's: it is what every reader will get.
+    coded_w, coded_h = decoder.size
+    width, height = (coded_h, coded_w) if rotation in (90, 270) else (coded_w, coded_h)
     fps = _avg_fps(video, table)
     duration = _duration_s(table, scan, fps)
     return VideoMeta(
