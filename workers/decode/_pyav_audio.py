@@ -4,7 +4,10 @@ Times are seconds from the start of the file (its ``start_time``, which ffmpeg's
 line also counts from), and a window [start_s, end_s) at rate ``sr`` is exactly the output
 samples ``round(start_s * sr) .. round(end_s * sr) - 1``: sample n sits at n / sr.
 Example: an MP3 whose first frame has pts 0.138 s (its start_time) has its first sample at
-0.0 here, as ``ffmpeg -i x.mp3 out.wav`` writes it.
+0.0 here, as ``ffmpeg -i x.mp3 out.wav`` writes it; MPEG-TS video starting at pts 1.4 s has
+frame 0 and its audio at 0.0. (One quirk: audio-only Matroska whose Opus packets carry the
+codec delay reports that delay, ~13 ms, as its start_time while the decoder starts at 0, so
+its first ~13 ms fall before time 0. With a video stream starting at 0 this cannot happen.)
 
 Edge-case policies:
 
