@@ -309,10 +309,14 @@ def test_colocated_path_matches_disaggregated_on_cpu(tmp_path: Path) -> None:
 
 # --- GPU: NVDEC ----------------------------------------------------------------------------
 
+# Codecs NVDEC takes, generated at 320x240 (the real HEVC file is 128x128, under NVDEC's
+# 144x144 minimum) beside the real H.264 and VP9 files.
+GENERATED_NVDEC = [("libx265", "mp4"), ("libsvtav1", "mkv"), ("mpeg4", "mp4"), ("libx264", "mp4")]
+
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("rel", [H264, HEVC, VP9])
-def test_nvdec_matches_pyav(rel: str) -> None:
+@pytest.mark.parametrize("rel", [H264, "mmaction2/demo/demo.mp4", VP9])
+def test_nvdec_matches_pyav_on_real_media(rel: str) -> None:
     path = media(rel)
     ref = pyav_frames(path)
     with DALIReader(str(path), device="gpu") as r:
@@ -321,6 +325,32 @@ def test_nvdec_matches_pyav(rel: str) -> None:
         assert r.fallbacks == 0
     worst = assert_close(got, ref, DALI_GPU_PSNR_DB)
     print(f"NVDEC {rel}: min PSNR {worst:.2f} dB")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("codec, suffix", GENERATED_NVDEC)
+def test_nvdec_matches_pyav_on_generated_media(tmp_path: Path, codec: str, suffix: str) -> None:
+    path = write_video(tmp_path / f"clip.{suffix}", codec, "yuv420p", n=30, w=320, h=240)
+    with DALIReader(str(path), device="gpu") as r:
+        got = r.frames(range(r.meta.num_frames))
+        assert r.fallbacks == 0
+    worst = assert_close(got, pyav_frames(path), DALI_GPU_PSNR_DB)
+    print(f"NVDEC {codec}: min PSNR {worst:.2f} dB")
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("ccw", [90, 270])
+def test_nvdec_display_rotation_matches_ffmpeg(tmp_path: Path, ccw: int) -> None:
+    import imageio_ffmpeg
+
+    src = write_video(tmp_path / "src.mp4", "libx264", "yuv420p", w=320, h=240)
+    rotated = tmp_path / "rot.mp4"
+    subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-display_rotation",
+                    str(ccw), "-i", str(src), "-c", "copy", str(rotated)], check=True)
+    with DALIReader(str(rotated), device="gpu") as r:
+        got = r.frames(range(12))
+        assert got.shape[1:3] == (320, 240) and r.fallbacks == 0
+    assert_close(got, ffmpeg_frames(rotated, 320, 240), DALI_GPU_PSNR_DB)
 
 
 @pytest.mark.gpu
@@ -340,9 +370,26 @@ def test_nvdec_colocated_tensors_stay_on_the_gpu() -> None:
 
 
 @pytest.mark.gpu
-def test_nvdec_unsupported_pixel_format_falls_back() -> None:
-    """H.264 4:4:4 is outside NVDEC: the policy serves it from PyAV, counted."""
-    path = str(media("torchcodec/test/resources/var_fps_video.mp4"))
+def test_nvdec_colocated_decoder_on_a_batch(tmp_path: Path) -> None:
+    from workers.dali_stage import ColocatedDecoder, EncodedBytesStage
+
+    h264, vp9 = probe(str(media(H264))), probe(str(media(VP9)))
+    metas = {m.video_id: m for m in (h264, vp9)}
+    data = DataConfig(size=(112, 112), video=StageConfig(backend="dali", device="gpu",
+                                                         num_gpus=1, batch_size=2))
+    shipped = EncodedBytesStage(data, data.video)(_rows([h264.uri, vp9.uri], metas))
+    decoder = ColocatedDecoder(data)
+    video = decoder.decode_batch(shipped).video("vcop")
+    assert video.is_cuda and tuple(video.shape) == (2, 3, 4, 112, 112, 3)
+    assert decoder.decoder.fallbacks == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("rel", ["torchcodec/test/resources/var_fps_video.mp4",  # 4:4:4
+                                 "torchcodec/test/resources/h264_10bits.mp4",
+                                 HEVC])  # 128x128, under NVDEC's minimum
+def test_nvdec_limits_fall_back_to_pyav(rel: str) -> None:
+    path = str(media(rel))
     with DALIReader(path, device="gpu") as r, open_video(path, backend="pyav") as ref:
         np.testing.assert_array_equal(r.frames([0, 5]), ref.frames([0, 5]))
         assert r.fallbacks == 1

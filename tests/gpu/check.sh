@@ -37,7 +37,7 @@ export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
     "$PY" - <<'PY'
 import importlib, platform
 print("python", platform.python_version())
-for name in ("torch", "torchaudio", "av", "ray", "nvidia.dali", "numpy"):
+for name in ("torch", "torchaudio", "av", "ray", "nvidia.dali", "numpy", "yaml", "pyarrow"):
     try:
         print(name, importlib.import_module(name).__version__)
     except Exception as e:  # a missing module is what this file is for

@@ -69,6 +69,10 @@ _SAFE_CONTAINERS = frozenset(FORMAT_WHITELIST.split(","))
 # formats go to the codec policy up front instead of failing (or worse) inside a batch.
 # "" is a manifest written before pix_fmt was recorded: let DALI try, the run check catches it.
 _NVDEC_PIX_FMTS = frozenset({"", "yuv420p", "yuvj420p", "nv12"})
+# Smallest coded (width, height) NVDEC takes (cuvidGetDecoderCaps on recent GPUs); smaller
+# videos fail to open a decoder, so they go to the policy before a batch is spent on them.
+_NVDEC_MIN_SIZE = {"hevc": (144, 144), "vp9": (128, 128), "av1": (128, 128)}
+_NVDEC_MIN_DEFAULT = (48, 16)
 
 
 def psnr_bound(device: Device) -> float:
@@ -203,7 +207,7 @@ class DALIBatchDecoder:
     def can_decode(self, meta: VideoMeta) -> bool:
         """Whether DALI itself (not the fallback) takes this video on this device."""
         names = meta.container.split(",") if meta.container else []
-        if self.device == "gpu" and meta.pix_fmt not in _NVDEC_PIX_FMTS:
+        if self.device == "gpu" and _nvdec_limit(meta) is not None:
             return False
         return supports(self.device, meta.video_codec) and all(
             n in _SAFE_CONTAINERS for n in names
@@ -268,9 +272,8 @@ class DALIBatchDecoder:
         codecs = ", ".join(sorted(GPU_CODECS if self.device == "gpu" else CPU_CODECS))
         what = f"codec {meta.video_codec or 'unknown'}"
         if supports(self.device, meta.video_codec):
-            if self.device == "gpu" and meta.pix_fmt not in _NVDEC_PIX_FMTS:
-                return f"NVDEC cannot decode {what} in {meta.pix_fmt} (4:2:0 8-bit only)"
-            return f"DALI does not demux container {meta.container!r}"
+            limit = _nvdec_limit(meta) if self.device == "gpu" else None
+            return limit or f"DALI does not demux container {meta.container!r}"
         return f"DALI on {self.device} cannot decode {what} (it decodes {codecs})"
 
     def _fallback(self, job: _Job, as_torch: bool) -> Result:
@@ -414,6 +417,18 @@ def _chunks(order: list[int], jobs: list[_Job], batch_size: int) -> list[list[in
     for j in order:
         groups[jobs[j].size is not None].append(j)
     return [g[i:i + batch_size] for g in groups.values() for i in range(0, len(g), batch_size)]
+
+
+def _nvdec_limit(meta: VideoMeta) -> str | None:
+    """Why NVDEC cannot take a video of a codec it has (pixel format, size), or None."""
+    what = f"{meta.video_codec} {meta.pix_fmt}".strip()
+    if meta.pix_fmt not in _NVDEC_PIX_FMTS:
+        return f"NVDEC cannot decode {what} (4:2:0 8-bit only)"
+    min_w, min_h = _NVDEC_MIN_SIZE.get(meta.video_codec, _NVDEC_MIN_DEFAULT)
+    h, w = _coded_size((meta.height, meta.width), meta.rotation)
+    if 0 < w < min_w or 0 < h < min_h:
+        return f"NVDEC cannot decode {meta.video_codec} at {w}x{h} (minimum {min_w}x{min_h})"
+    return None
 
 
 def _wrong_stream(meta: VideoMeta, shape: tuple[int, ...]) -> str | None:
