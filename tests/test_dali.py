@@ -307,6 +307,21 @@ def test_colocated_path_matches_disaggregated_on_cpu(tmp_path: Path) -> None:
     assert not video[1].any()
 
 
+def test_bench_table_says_when_the_gpu_half_was_skipped() -> None:
+    from workers.decode.bench_gpu import table
+
+    result = {
+        "machine": {"cores": 2}, "size_hw": [256, 340], "gpu_skipped": "no CUDA GPU",
+        "pyav": {"test.mp4": [{"processes": 1, "fps": 350.0}, {"processes": 2, "fps": 600.0}]},
+        "dali": {}, "psnr": {},
+    }
+    lines = table(result).splitlines()
+    assert lines[0] == "decode at 340x256, frames/s (no GPU, 2 cores)"
+    assert "1 proc 350, 2 proc 600" in lines[1]
+    assert lines[-1] == "GPU half skipped: no CUDA GPU"
+
+
+
 # --- GPU: NVDEC ----------------------------------------------------------------------------
 
 # Codecs NVDEC takes, generated at 320x240 (the real HEVC file is 128x128, under NVDEC's
@@ -393,3 +408,4 @@ def test_nvdec_limits_fall_back_to_pyav(rel: str) -> None:
     with DALIReader(path, device="gpu") as r, open_video(path, backend="pyav") as ref:
         np.testing.assert_array_equal(r.frames([0, 5]), ref.frames([0, 5]))
         assert r.fallbacks == 1
+

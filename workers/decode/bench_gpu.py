@@ -11,6 +11,8 @@ RGB as the stage would deliver them, and counts frames per second of wall time:
   the GPU (the colocated case).
 - ``dali-pipelines``: N pipelines of one video each, driven from N Python threads (DALI
   releases the GIL while it runs).
+- ``dali-batch-host``: ``dali-batch`` at the highest N with frames copied to host arrays,
+  as the disaggregated placement delivers them.
 - ``pyav``: a process pool, one PyAV decoder per process, for 1 process and for every core.
   PyAV's rate per core is the CPU ceiling of the performance model.
 
@@ -140,28 +142,34 @@ def _requests(uri: str, copies: int) -> list[Any]:
     return [ClipRequest(replace(meta, uri=f"{uri}#{i}"), frames, SIZE, data) for i in range(copies)]
 
 
-def _drive(decoder: Any, requests: list[Any], seconds: float) -> tuple[int, float]:
-    """Run ``decoder`` over ``requests`` until ``seconds`` pass (at least twice)."""
+def _drive(decoder: Any, requests: list[Any], seconds: float, host: bool = False
+           ) -> tuple[int, float]:
+    """Run ``decoder`` over ``requests`` until ``seconds`` pass (at least twice).
+
+    ``host``: copy frames to host arrays (the disaggregated placement) instead of leaving
+    them on the GPU as torch tensors (the colocated one).
+    """
     import torch
 
-    decoder.decode_torch(requests)  # warm-up: pipeline build, NVDEC session creation
+    decode = decoder.decode if host else decoder.decode_torch
+    decode(requests)  # warm-up: pipeline build, NVDEC session creation
     torch.cuda.synchronize()
     frames, runs, start = 0, 0, time.perf_counter()
     while runs < 2 or time.perf_counter() - start < seconds:
-        frames += sum(len(t) for t in decoder.decode_torch(requests))
+        frames += sum(len(t) for t in decode(requests))
         runs += 1
     torch.cuda.synchronize()
     return frames, time.perf_counter() - start
 
 
-def dali_batch_rate(uri: str, n: int, seconds: float) -> dict[str, Any]:
+def dali_batch_rate(uri: str, n: int, seconds: float, host: bool = False) -> dict[str, Any]:
     """One pipeline, N videos per batch decoded in parallel."""
     from workers.decode._dali import DALIBatchDecoder
 
     dec = DALIBatchDecoder("gpu", batch_size=n, num_threads=min(n, os.cpu_count() or 1))
-    frames, elapsed = _drive(dec, _requests(uri, n), seconds)
-    return {"mode": "dali-batch", "concurrency": n, "frames": frames,
-            "fps": round(frames / elapsed, 1), "fallbacks": dec.fallbacks}
+    frames, elapsed = _drive(dec, _requests(uri, n), seconds, host)
+    return {"mode": "dali-batch-host" if host else "dali-batch", "concurrency": n,
+            "frames": frames, "fps": round(frames / elapsed, 1), "fallbacks": dec.fallbacks}
 
 
 def dali_pipelines_rate(uri: str, n: int, seconds: float) -> dict[str, Any]:
@@ -223,6 +231,8 @@ def run(out: Path, seconds: float, cpu_only: bool, concurrency: tuple[int, ...])
         for uri in files:
             rows = [f(uri, n, seconds) for n in concurrency
                     for f in (dali_batch_rate, dali_pipelines_rate)]
+            # The same at the highest concurrency with host copies: what disaggregated pays.
+            rows.append(dali_batch_rate(uri, max(concurrency), seconds, host=True))
             result["dali"][Path(uri).name] = rows
         for rel in PSNR_FILES:
             if (MEDIA / rel).exists():
