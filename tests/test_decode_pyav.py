@@ -281,3 +281,24 @@ def test_corrupt_frames_raise_but_earlier_frames_decode() -> None:
 def test_bad_options(clip: tuple[Path, np.ndarray]) -> None:
     with pytest.raises(ValueError, match=r"threads \(0\) must be >= 1"):
         PyAVReader(str(clip[0]), threads=0)
+
+
+@pytest.mark.parametrize("threads", [1, 2, None])
+def test_thread_settings_give_the_same_frames(bclip: tuple[Path, np.ndarray], threads: int | None) -> None:
+    path, reference = bclip
+    plan = [100, 3, 64, 65, 3]
+    with PyAVReader(str(path), threads=threads) as r, PyAVReader(str(path), threads=1) as one:
+        np.testing.assert_array_equal(r.frames(plan), reference[plan])
+        np.testing.assert_array_equal(r.frames(plan, size=(24, 32)), one.frames(plan, size=(24, 32)))
+
+
+def test_benchmark_script_runs(clip: tuple[Path, np.ndarray], capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from workers.decode import bench
+
+    assert bench.main(["--video", str(clip[0]), "--clips", "2"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = {(r["scenario"], r["threads"]): r for r in record["rows"]}
+    assert rows[("sequential", "1")]["delivered"] == 120
+    assert rows[("uniform8", "1")]["decoded_per_delivered"] < rows[("uniform8", "1")]["naive_per_delivered"]
