@@ -66,7 +66,9 @@ class PyAVReader:
         max_pixels: refuse streams declaring more pixels per frame (None: no bound).
         threads: decoder threads; ``None`` lets FFmpeg pick (frame and slice threads),
             ``1`` decodes on the calling thread only (a fair per-core measure).
-        stream_index: decode this stream instead of the one FFmpeg picks as best.
+        stream_index: decode this stream instead of the one FFmpeg picks as best. The
+            manifest describes the best stream only, so another one is decoded from its
+            start (rewinding by reopening), never by seeking.
         interpolation: swscale algorithm for ``size=`` (``bilinear``, ``bicubic``, ``area``...).
         no_audio: what :meth:`audio` does for a file without audio (see ``NoAudioPolicy``).
     Raises:
