@@ -160,47 +160,52 @@ def _splat(
     """Area-weighted average of per-block ``motion`` over grid cells (no Python loop per block).
 
     A block of w x h centred on (dst_x, dst_y), clipped to the frame and scaled to the output,
-    is split over the cells it overlaps: per axis, a block spans at most
-    ceil(size / grid) + 1 cells, so a few vectorized passes cover every block.
+    is split over the cells it overlaps. Along an axis a block spans at most
+    ``span = ceil(size / grid) + 1`` cells, starting at its first cell: so each block adds
+    to the ``span x span`` cells at fixed offsets from its first one, with weight 0 where it
+    does not reach. The grid gets ``span`` spare rows and columns for those offsets to land
+    in, cut off at the end.
 
     Returns:
         float32 (count, rows, cols, 2) mean motion and float64 (count, rows, cols) weights.
     """
     rows, cols = cells
-    n = len(vectors)
-    x_cells, x_overlap = _axis_overlap(vectors["dst_x"], vectors["w"], size[1], scale[0], cols, grid)
-    y_cells, y_overlap = _axis_overlap(vectors["dst_y"], vectors["h"], size[0], scale[1], rows, grid)
-    pairs = y_cells.shape[1] * x_cells.shape[1]
-    first = (frame_of * (rows * cols))[:, None, None]
-    index = (first + y_cells[:, :, None] * cols + x_cells[:, None, :]).reshape(n, pairs).ravel()
-    area = (y_overlap[:, :, None] * x_overlap[:, None, :]).reshape(n, pairs)
-    total = count * rows * cols
-    weight = np.bincount(index, area.ravel(), total)
-    field = np.zeros((total, 2), np.float32)
+    x_first, x_overlap = _axis_overlap(vectors["dst_x"], vectors["w"], size[1], scale[0], grid)
+    y_first, y_overlap = _axis_overlap(vectors["dst_y"], vectors["h"], size[0], scale[1], grid)
+    span_y, span_x = y_overlap.shape[1], x_overlap.shape[1]
+    wide_rows, wide_cols = rows + span_y, cols + span_x
+    first = frame_of * (wide_rows * wide_cols) + y_first * wide_cols + x_first
+    offsets = (np.arange(span_y)[:, None] * wide_cols + np.arange(span_x)).ravel()
+    index = (first[:, None] + offsets).ravel()
+    area = (y_overlap[:, :, None] * x_overlap[:, None, :]).reshape(len(vectors), span_y * span_x)
+    total = count * wide_rows * wide_cols
+    sums = [np.bincount(index, w.ravel(), total) for w in (area, area * motion[:, :1], area * motion[:, 1:])]
+    shape = (count, wide_rows, wide_cols)
+    weight, sum_x, sum_y = (a.reshape(shape)[:, :rows, :cols] for a in sums)
+    field = np.zeros((count, rows, cols, 2), np.float32)
     covered = weight > 0
-    for c in range(2):
-        summed = np.bincount(index, (area * motion[:, c : c + 1]).ravel(), total)
-        field[covered, c] = summed[covered] / weight[covered]
-    return field.reshape(count, rows, cols, 2), weight.reshape(count, rows, cols)
+    field[covered, 0] = sum_x[covered] / weight[covered]
+    field[covered, 1] = sum_y[covered] / weight[covered]
+    return field, weight
 
 
 def _axis_overlap(
-    centre: np.ndarray, length: np.ndarray, limit: int, scale: float, cells: int, grid: int
+    centre: np.ndarray, length: np.ndarray, limit: int, scale: float, grid: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per block, the cells it touches along one axis and how many output pixels of each.
+    """Per block, its first cell along one axis and how many output pixels of it and of the
+    next ``span - 1`` cells it covers.
 
-    Example (scale 1, grid 16): an 8-px block centred at x=20 covers [16, 24) -> cell 1, 8 px;
-    with span 2 the second slot is cell 2 with 0 px.
+    Example (scale 1, grid 16, span 2): an 8-px block centred at x=20 covers [16, 24) ->
+    first cell 1, overlaps (8, 0); a 16-px block centred at x=40 covers [32, 48) -> 2, (16, 0).
     """
     half = length.astype(np.float32) / 2
-    lo = np.clip(centre - half, 0, limit) * scale
-    hi = np.clip(centre + half, 0, limit) * scale
+    lo = np.clip(centre - half, 0, limit) * np.float32(scale)
+    hi = np.clip(centre + half, 0, limit) * np.float32(scale)
     span = math.ceil(float(length.max(initial=0)) * scale / grid) + 1
-    first = np.floor(lo / grid).astype(np.int64)
-    slots = first[:, None] + np.arange(span)
-    overlap = np.minimum(hi[:, None], (slots + 1) * grid) - np.maximum(lo[:, None], slots * grid)
-    overlap = np.where(slots < cells, np.maximum(overlap, 0), 0).astype(np.float32)
-    return np.minimum(slots, cells - 1), overlap
+    first = (lo // grid).astype(np.int64)
+    edges = (first[:, None] + np.arange(span + 1, dtype=np.int64)) * np.float32(grid)
+    overlap = np.minimum(hi[:, None], edges[:, 1:]) - np.maximum(lo[:, None], edges[:, :-1])
+    return first, np.maximum(overlap, 0)
 
 
 def rotate_field(field: np.ndarray, rotation: int, axes: tuple[int, int] = (0, 1)) -> np.ndarray:

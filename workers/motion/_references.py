@@ -128,7 +128,7 @@ class References:
 
 
 def _has_future_vectors(vectors: np.ndarray) -> bool:
-    return bool(len(vectors)) and bool((vectors["source"] > 0).any())
+    return bool(len(vectors)) and int(vectors["source"].max()) > 0
 
 
 class H264RefFlags:

@@ -54,6 +54,8 @@ _PICT_TYPES = ("?", "I", "P", "B", "S", "SI", "SP", "BI")
 # exactly, so a frame's index can be read from the rank of its pts. AVI stores decode
 # times (with packed B-frames, 1, 2, 4, 3, ...); raw streams have none.
 _PTS_FORMATS = ("mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm")
+# H.264 lets a decoder hold at most 16 frames for reordering; MPEG-2/4 hold one.
+_MAX_REORDER = 16
 # Decoders whose B-frame vectors are placeholders: FFmpeg's MPEG-4 part 2 decoder keeps no
 # motion for B-VOPs and exports (0, 0) for every block (checked on a clip panning 3 px per
 # frame: P-frames give 3 px, B-frames 0).
@@ -128,7 +130,7 @@ def iter_motion_vectors(
         stream.codec_context.options = {"flags2": "+export_mvs", "skip_loop_filter": "all"}
         set_threads(stream, threads)
         seek = start > 0 and pts_orders_frames(container)
-        ranks = _seek_to_keyframe(container, stream, start) if seek else None
+        ranks = _seek_to_keyframe(container, stream, start, end) if seek else None
         decoder, done = _Decoder(uri, container, stream), start
         try:
             for frame in decoder.frames(start, end, ranks):
@@ -234,17 +236,23 @@ def _raw(frame: av.VideoFrame, index: int, dpos: int, copy: bool) -> RawFrame:
 
 
 def packet_index(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    limit: int | None = None,
 ) -> tuple[dict[int, int], list[int]] | None:
-    """pts -> presentation index of every frame, and the keyframes' pts, from one demux pass.
+    """pts -> presentation index of the frames, and the keyframes' pts, from one demux pass.
 
     The rank of a packet's pts is its frame's index: packets in decode order with pts
     0, 1536, 512, 1024 give {0: 0, 512: 1, 1024: 2, 1536: 3}. Packets FFmpeg marks as
     discard (before an MP4 edit list starts) produce no frame and get no index.
 
+    Args:
+        limit: stop after this many packets. A frame is shown at most ``_MAX_REORDER``
+            packets away from where it is decoded, so the ranks below
+            ``limit - _MAX_REORDER`` are already final.
     Returns:
-        None where a packet has no pts or two share one. The container is left at its end:
-        seek before decoding. Call only where :func:`pts_orders_frames` holds.
+        None where a packet has no pts or two share one. The container is left where the
+        pass stopped: seek before decoding. Call only where :func:`pts_orders_frames` holds.
     """
     pts: list[int] = []
     keyframes: list[int] = []
@@ -256,6 +264,8 @@ def packet_index(
         pts.append(packet.pts)
         if packet.is_keyframe:
             keyframes.append(packet.pts)
+        if limit is not None and len(pts) >= limit:
+            break
     ranks = {p: i for i, p in enumerate(sorted(pts))}
     return (ranks, keyframes) if len(ranks) == len(pts) else None
 
@@ -266,15 +276,21 @@ def pts_orders_frames(container: av.container.InputContainer) -> bool:
 
 
 def _seek_to_keyframe(
-    container: av.container.InputContainer, stream: av.video.stream.VideoStream, start: int
+    container: av.container.InputContainer,
+    stream: av.video.stream.VideoStream,
+    start: int,
+    end: int,
 ) -> dict[int, int] | None:
     """Seek to the last keyframe at or before frame ``start``; return pts -> frame index.
+
+    The demux pass reads only as far as the window [start, end) needs, not the whole file.
 
     Returns:
         the ranks of :func:`packet_index`, or None (container back at its start, frames to
         be counted from the first one) when there is none or no keyframe to seek to.
     """
-    index = packet_index(container, stream)
+    limit = end + 2 * _MAX_REORDER if end < sys.maxsize else None
+    index = packet_index(container, stream, limit)
     usable = [p for p in index[1] if index[0][p] <= start] if index is not None else []
     if index is None or not usable:
         container.seek(0, stream=stream, backward=True)
