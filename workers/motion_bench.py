@@ -1,0 +1,212 @@
+"""Motion-vector extraction on one core, beside FFmpeg's own decode rate of the same file.
+
+    uv run python -m workers.motion_bench [--out FILE.json] [--repeats 7] [--core N]
+
+Pins the process to one core and uses one decoder thread. Every measurement runs
+``--repeats`` times, interleaved with the others (so a neighbour's load hits them alike),
+and the best run counts. Rows:
+
+- ``ceiling``: a bare PyAV loop decoding the file with ``+export_mvs`` and nothing else,
+  the rate the issue measures against;
+- ``ceiling, same options``: the same loop with the options ``motion_vectors`` decodes
+  with (``+export_mvs``, ``skip_loop_filter``), so the gap to it is our own overhead;
+- ``motion_vectors``: :func:`workers.motion.iter_motion_vectors`, every frame's vectors
+  copied out with its picture type and reference distances;
+- ``mean_motion``: what ``clipstream index --motion`` runs per video;
+- ``motion_grid``: the dense field of one frame, native grid and at 112x112, and
+  ``motion_grids`` of 16 frames at once as the motion stage calls it;
+- ``keyframes``: I-frames only (``skip_frame``), RGB at native size; also given as the
+  video's frames per second of it (how fast the keyframes of a whole file come out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import numpy as np
+
+from workers.motion import (
+    iter_motion_vectors,
+    keyframes,
+    mean_motion,
+    motion_grid,
+    motion_grids,
+    motion_vectors,
+)
+
+DEFAULT_FILE = Path(__file__).resolve().parents[1] / ".." / "shared" / "media" / "mmaction2" / "tests" / "data" / "test.mp4"
+GOAL_FPS = 500.0
+GOAL_RATIO = 0.9
+
+
+def bare_decode(uri: str, options: dict[str, str]) -> int:
+    """Decode every frame with one thread and ``options``; touch nothing. Returns the count."""
+    with av.open(uri) as container:
+        stream = container.streams.video[0]
+        stream.codec_context.options = options
+        stream.thread_type = "SLICE"
+        stream.thread_count = 1
+        return sum(1 for _ in container.decode(stream))
+
+
+def extract(uri: str) -> int:
+    return sum(1 for _ in iter_motion_vectors(uri, threads=1))
+
+
+def best_rates(
+    jobs: dict[str, Callable[[], int]], repeats: int
+) -> dict[str, tuple[float, float, int]]:
+    """Best items/s of each job over ``repeats`` interleaved rounds.
+
+    Returns:
+        {name: (wall-clock rate, CPU-time rate, items)}. The CPU-time rate counts only the
+        time this process ran: on a core shared with other work it is the rate the core
+        would give alone; on a quiet machine the two agree.
+    """
+    best: dict[str, tuple[float, float, int]] = {name: (0.0, 0.0, 0) for name in jobs}
+    for _ in range(repeats):
+        for name, job in jobs.items():
+            wall, cpu = time.perf_counter(), time.process_time()
+            items = job()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            old = best[name]
+            best[name] = (max(old[0], items / wall), max(old[1], items / max(cpu, 1e-9)), items)
+    return best
+
+
+def grid_cost_us(uri: str, repeats: int) -> dict[str, float]:
+    """Best microseconds per inter frame of the dense fields: one frame per call (native
+    grid, 112x112) and 16 frames per call at 112x112, as the motion stage calls it."""
+    frames = [f for f in motion_vectors(uri) if len(f.vectors)]
+    clips = [frames[i : i + 16] for i in range(0, len(frames), 16)]
+    jobs: dict[str, Callable[[], object]] = {
+        "motion_grid native": lambda: [motion_grid(f) for f in frames],
+        "motion_grid 112x112": lambda: [motion_grid(f, out_size=(112, 112)) for f in frames],
+        "motion_grids 16 x 112x112": lambda: [motion_grids(c, out_size=(112, 112)) for c in clips],
+    }
+    out: dict[str, float] = {}
+    for name, job in jobs.items():
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            job()
+            best = min(best, (time.perf_counter() - t0) / len(frames))
+        out[name] = best * 1e6
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return platform.processor() or "unknown"
+    for line in text.splitlines():
+        if line.startswith("Model name:"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def pin(core: int | None) -> int:
+    """Pin this process to one core (the last one allowed, unless given); return it."""
+    allowed = sorted(os.sched_getaffinity(0))
+    chosen = allowed[-1] if core is None else core
+    os.sched_setaffinity(0, {chosen})
+    return chosen
+
+
+def run(uri: str, repeats: int, core: int | None) -> dict:
+    chosen = pin(core)
+    mvs = {"flags2": "+export_mvs"}
+    same = {"flags2": "+export_mvs", "skip_loop_filter": "all"}
+    kf_count = len(keyframes(uri)[0])
+    rates = best_rates(
+        {
+            "ceiling (+export_mvs)": lambda: bare_decode(uri, mvs),
+            "ceiling, same options": lambda: bare_decode(uri, same),
+            "motion_vectors": lambda: extract(uri),
+            "mean_motion": lambda: len(mean_motion(uri)),
+            "keyframes": lambda: (keyframes(uri), kf_count)[1],
+        },
+        repeats,
+    )
+    wall = {name: rate for name, (rate, _, _) in rates.items()}
+    cpu = {name: rate for name, (_, rate, _) in rates.items()}
+    ceiling, same_ceiling = wall["ceiling (+export_mvs)"], wall["ceiling, same options"]
+    ours = wall["motion_vectors"]
+    return {
+        "date": datetime.date.today().isoformat(),
+        "machine": {"cpu": cpu_model(), "cores_visible": os.cpu_count(), "pinned_core": chosen,
+                    "load_average": os.getloadavg()},
+        "versions": {"pyav": av.__version__, "ffmpeg": av.ffmpeg_version_info, "numpy": np.__version__},
+        "file": str(Path(uri).resolve()),
+        "frames": rates["motion_vectors"][2],
+        "keyframes_per_file": kf_count,
+        "repeats": repeats,
+        "threads": 1,
+        "fps": {name: round(rate, 1) for name, rate in wall.items()},
+        "fps_cpu_time": {name: round(rate, 1) for name, rate in cpu.items()},
+        "us_per_frame": {k: round(v, 1) for k, v in grid_cost_us(uri, repeats).items()},
+        "ratio_to_ceiling": round(ours / ceiling, 3),
+        "ratio_to_same_options": round(ours / same_ceiling, 3),
+        "ratio_to_ceiling_cpu_time": round(cpu["motion_vectors"] / cpu["ceiling (+export_mvs)"], 3),
+        "goals": {
+            "fps_per_core >= 500": ours >= GOAL_FPS,
+            "ratio_to_ceiling >= 0.9": ours / ceiling >= GOAL_RATIO,
+        },
+    }
+
+
+def table(result: dict) -> str:
+    """Markdown table of a result."""
+    wall, cpu = result["fps"], result["fps_cpu_time"]
+    ceiling, cpu_ceiling = wall["ceiling (+export_mvs)"], cpu["ceiling (+export_mvs)"]
+    rows = [
+        "| measurement (1 core, 1 thread) | frames/s | vs ceiling | frames/s, CPU time | vs ceiling |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in wall:
+        if name == "keyframes":
+            continue
+        rows.append(f"| {name} | {wall[name]:.0f} | {wall[name] / ceiling:.2f} "
+                    f"| {cpu[name]:.0f} | {cpu[name] / cpu_ceiling:.2f} |")
+    per_file = result["frames"] / (result["keyframes_per_file"] / wall["keyframes"])
+    rows.append(f"| keyframes (I-frames only, to RGB) | {wall['keyframes']:.0f} keyframes/s = "
+                f"{per_file:.0f} video frames/s | | | |")
+    for name, us in result["us_per_frame"].items():
+        rows.append(f"| {name} | {1e6 / us:.0f} ({us:.0f} us/frame) | | | |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--file", default=str(DEFAULT_FILE), help="video to measure")
+    parser.add_argument("--out", help="write the result as JSON here")
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved rounds; best counts")
+    parser.add_argument("--core", type=int, help="core to pin to (default: the last allowed)")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error(f"--repeats ({args.repeats}) must be >= 1")
+    result = run(args.file, args.repeats, args.core)
+    print(f"{result['file']}: {result['frames']} frames, 1 thread pinned to core "
+          f"{result['machine']['pinned_core']} ({result['machine']['cpu']}), best of {args.repeats}, "
+          f"load average {result['machine']['load_average'][0]:.1f}")
+    print(table(result))
+    print(f"motion_vectors / ceiling = {result['ratio_to_ceiling']:.3f} (CPU time "
+          f"{result['ratio_to_ceiling_cpu_time']:.3f}), / same-options ceiling = "
+          f"{result['ratio_to_same_options']:.3f}; goals: {result['goals']}")
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
