@@ -334,6 +334,13 @@ def test_codecs_without_vectors_are_refused_before_decoding(
         mean_motion(uri)
 
 
+def test_truncated_file_serves_what_decodes_then_errors() -> None:
+    uri = str(media("decord/tests/test_data/corrupted.mp4"))  # invalid data near the end
+    assert len(motion_vectors(uri, 10, 20)) == 10
+    with pytest.raises(CorruptMediaError, match="corrupted.mp4: decode failed after"):
+        motion_vectors(uri)
+
+
 def test_missing_file_is_a_media_error(tmp_path: Path) -> None:
     with pytest.raises(CorruptMediaError, match="file not found"):
         motion_vectors(str(tmp_path / "nope.mp4"))

@@ -57,11 +57,11 @@ def keyframes(
         stream = video_stream(uri, container)
         set_threads(stream, threads)
         index = None
-        if pts_orders_frames(container):
-            index = packet_index(container, stream)
-            first = min(index[1]) if index is not None and index[1] else 0
-            container.seek(first, stream=stream, backward=True)
         try:
+            if pts_orders_frames(container):
+                index = packet_index(container, stream)
+                first = min(index[1]) if index is not None and index[1] else 0
+                container.seek(first, stream=stream, backward=True)
             if index is None:
                 found = _keyframes_counted(container, stream, size)
             else:

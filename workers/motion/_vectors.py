@@ -129,8 +129,12 @@ def iter_motion_vectors(
         check_motion_codec(uri, stream)
         stream.codec_context.options = {"flags2": "+export_mvs", "skip_loop_filter": "all"}
         set_threads(stream, threads)
-        seek = start > 0 and pts_orders_frames(container)
-        ranks = _seek_to_keyframe(container, stream, start, end) if seek else None
+        ranks = None
+        if start > 0 and pts_orders_frames(container):
+            try:
+                ranks = _seek_to_keyframe(container, stream, start, end)
+            except av.FFmpegError as e:
+                raise CorruptMediaError(uri, f"demuxing for a seek failed: {e}") from e
         decoder, done = _Decoder(uri, container, stream), start
         try:
             for frame in decoder.frames(start, end, ranks):
