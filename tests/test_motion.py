@@ -254,6 +254,16 @@ def test_grids_of_many_frames_equal_one_by_one(pans: dict[str, Path]) -> None:
     np.testing.assert_allclose(batch, one, rtol=1e-6)
 
 
+def test_grids_of_frames_of_two_sizes_share_the_output_grid() -> None:
+    small = MotionFrame(0, "P", vectors((-1, 16, 16, 8, 8, -4, 0)), (16, 16))
+    large = MotionFrame(1, "P", vectors((-1, 16, 16, 8, 8, -4, 0)), (32, 32))
+    fields, masks = motion_grids([small, large], out_size=(32, 32))
+    assert fields.shape == (2, 2, 2, 2)
+    np.testing.assert_allclose(fields[:, 0, 0], [(2, 0), (1, 0)])  # 1 px in 16 -> 2 px in 32
+    with pytest.raises(ValueError, match="out_size"):
+        motion_grids([small, large])
+
+
 def test_bad_field_arguments() -> None:
     with pytest.raises(ValueError, match="frame_size"):
         motion_grid(vectors((-1, 16, 16, 8, 8, 0, 0)))

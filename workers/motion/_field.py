@@ -6,8 +6,8 @@ Conventions, shared by every function here:
   positive), like optical flow. It is *forward* motion: a cell of (2, -1) holds content
   that moves 2 px right and 1 px up from this frame to the next.
 - A cell covers ``grid x grid`` pixels of the frame the field describes; a frame of H x W
-  pixels gives ceil(H/grid) x ceil(W/grid) cells (340 x 256 -> 22 x 16 at grid 16: the
-  last column holds the 4-pixel strip of the partial macroblock).
+  pixels gives ceil(H/grid) x ceil(W/grid) cells (a 256-high, 340-wide frame gives 16 x 22
+  cells at grid 16: the last column holds the 4-pixel strip of the partial macroblock).
 - Intra-coded blocks and I-frames have no vector: their cells are 0 and the mask says so.
 """
 
@@ -107,12 +107,17 @@ def motion_grids(
     Returns:
         float32 (T, h, w, 2) fields and bool (T, h, w) masks.
     Raises:
-        ValueError: the frames differ in size or rotation, or there are none.
+        ValueError: no frames, or frames of several sizes without an ``out_size``.
     """
     if grid < 1:
         raise ValueError(f"grid ({grid}) must be >= 1")
-    if not frames or len({(f.size, f.rotation) for f in frames}) != 1:
-        raise ValueError("motion_grids needs one or more frames of one size and rotation")
+    if not frames:
+        raise ValueError("motion_grids needs at least one frame")
+    if len({(f.size, f.rotation) for f in frames}) > 1:  # the stream changed size midway
+        if out_size is None:
+            raise ValueError("frames of several sizes need an out_size to share one grid")
+        each = [motion_grids([f], out_size, grid) for f in frames]
+        return np.concatenate([f for f, _ in each]), np.concatenate([m for _, m in each])
     (height, width), turns = frames[0].size, (frames[0].rotation // 90) % 4
     out_h, out_w = out_size if out_size is not None else _turned((height, width), turns)
     out_h, out_w = _turned((out_h, out_w), turns)  # splat in coded orientation, then turn
