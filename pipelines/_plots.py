@@ -13,14 +13,14 @@ from typing import Any
 import numpy as np
 
 
-def figure(width: float = 7.0, height: float = 3.2, ncols: int = 1) -> tuple[Any, Any]:
-    """A new (fig, axes) pair on the Agg backend."""
+def figure(width: float = 7.0, height: float = 3.2, ncols: int = 1, nrows: int = 1) -> tuple[Any, Any]:
+    """A new (fig, axes) pair on the Agg backend (axes squeezed as ``plt.subplots`` does)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, ncols, figsize=(width, height), squeeze=True)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=True)
     return fig, axes
 
 
