@@ -260,6 +260,7 @@ def test_grids_of_frames_of_two_sizes_share_the_output_grid() -> None:
     fields, masks = motion_grids([small, large], out_size=(32, 32))
     assert fields.shape == (2, 2, 2, 2)
     np.testing.assert_allclose(fields[:, 0, 0], [(2, 0), (1, 0)])  # 1 px in 16 -> 2 px in 32
+    assert masks.sum(axis=(1, 2)).tolist() == [4, 1]  # the small frame's block fills the grid
     with pytest.raises(ValueError, match="out_size"):
         motion_grids([small, large])
 
