@@ -58,9 +58,13 @@ class StageConfig:
         _check_choice("codec_policy", self.codec_policy, get_args(CodecPolicy))
 
     def ray_args(self) -> dict[str, Any]:
-        """Keyword arguments for ``Dataset.map_batches`` with a callable class."""
+        """Keyword arguments for ``Dataset.map_batches`` with a callable class: an autoscaling
+        actor pool of ``concurrency`` actors."""
+        from ray.data import ActorPoolStrategy
+
+        lo, hi = self.concurrency
         args: dict[str, Any] = {
-            "concurrency": tuple(self.concurrency),
+            "compute": ActorPoolStrategy(min_size=lo, max_size=hi),
             "num_cpus": self.num_cpus,
             "batch_size": self.batch_size,
         }

@@ -18,6 +18,9 @@ def clip_size(plan: SamplePlan, default: tuple[int, int]) -> tuple[int, int]:
 class VideoStage(Stage):
     """Fills ``Decoded.clips`` for every ClipRead of a row.
 
+    FFmpeg gets as many decoder threads as the actor has CPUs (not one per core of the
+    machine, which would oversubscribe it once several actors share a node).
+
     All reads of one video in a row (several clips, several tasks) are decoded in one pass:
     the union of their frame indices goes to ``frames`` once, then is split back.
     Example: clips [4,5,6] and [6,7] -> decode [4,5,6,7] once, clip 2 takes rows [2,3].
@@ -35,7 +38,8 @@ class VideoStage(Stage):
         for (uri, video_id, size), idx in wanted.items():
             order = sorted(idx)
             meta = self.metas.get(video_id)
-            with open_video(uri, backend="pyav", meta=meta, max_pixels=self.data.max_pixels) as r:
+            with open_video(uri, backend="pyav", meta=meta, max_pixels=self.data.max_pixels,
+                            threads=max(1, int(self.stage.num_cpus))) as r:
                 got[(uri, video_id, size)] = ({f: i for i, f in enumerate(order)}, r.frames(order, size=size))
         for plan, d in zip(plans, decoded):
             size = clip_size(plan, self.data.size)
