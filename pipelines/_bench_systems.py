@@ -151,15 +151,22 @@ def _stage_batches(rows: list[dict], batch_size: int) -> list[dict[str, np.ndarr
     return out
 
 
-def _run_stage(rows: list[dict], data: Any, threads: int | None) -> dict:
-    """clipstream's VideoStage on this core, without Ray; counts the frames it decodes."""
+AS_SHIPPED = "as shipped"  # decoder threads: whatever VideoStage asks for
+
+
+def _run_stage(rows: list[dict], data: Any, threads: int | str | None = AS_SHIPPED) -> dict:
+    """clipstream's VideoStage on this core, without Ray; counts the frames it decodes.
+
+    ``threads``: decoder threads forced onto every reader (None: FFmpeg's choice), or
+    :data:`AS_SHIPPED` to leave VideoStage's own choice alone.
+    """
     import workers.video_stage as vs
 
     opened: list[Any] = []
     open_video = vs.open_video
 
     def counting_open(*args: Any, **kwargs: Any) -> Any:
-        if threads is not None:
+        if threads != AS_SHIPPED:
             kwargs["threads"] = threads
         reader = open_video(*args, **kwargs)
         opened.append(reader.stats)  # type: ignore[attr-defined]  # PyAVReader's counters
@@ -176,7 +183,7 @@ def _run_stage(rows: list[dict], data: Any, threads: int | None) -> dict:
             "delivered": sum(s.delivered for s in opened), "seeks": sum(s.seeks for s in opened)}
 
 
-def inprocess(visits: list, data: Any, *, procs: int, threads: int | None = None) -> RunResult:
+def inprocess(visits: list, data: Any, *, procs: int, threads: int | str | None = AS_SHIPPED) -> RunResult:
     """clipstream's decode worker in-process: ``procs`` processes each run ``VideoStage`` over
     a shard of the rows. ``clips_per_s_sum`` is the sum of the processes' own rates."""
     import workers.decode._pyav
@@ -192,7 +199,8 @@ def inprocess(visits: list, data: Any, *, procs: int, threads: int | None = None
                    clips_per_s_sum=sum(rates), per_process=parts)
 
 
-def profile_stage(visits: list, data: Any, *, threads: int | None = None, top: int = 25) -> dict:
+def profile_stage(visits: list, data: Any, *, threads: int | str | None = AS_SHIPPED,
+                  top: int = 25) -> dict:
     """cProfile of VideoStage over ``visits`` in this process: the functions with the most
     own time, and that time grouped by what it does (decode, scale, seek table, pickle...)."""
     import cProfile

@@ -36,6 +36,7 @@ from pipelines import _bench_summary as summary
 from pipelines._bench_corpus import PLANS, CorpusSpec, corpus, plan_samples
 from pipelines._bench_monitor import TreeSampler
 from pipelines._bench_runner import Runner
+from pipelines._bench_systems import AS_SHIPPED
 from pipelines.config import DataConfig, StageConfig
 
 CORES = os.cpu_count() or 1
@@ -185,12 +186,13 @@ class Bench:
         return out
 
     def profile(self) -> dict:
-        """cProfile of the decode worker per plan (as shipped, and with one decoder thread)."""
+        """cProfile of the decode worker per plan: as shipped, and with FFmpeg's own choice
+        of decoder threads (frame threads on every core)."""
         out: dict[str, Any] = {}
         for plan in self.cfg.plans:
             visits, _ = self.visits[plan]
             part = visits[: max(8, len(visits) // 2)]
-            for threads in (None, 1):
+            for threads in (AS_SHIPPED, None):
                 key = f"{plan}/threads={'auto' if threads is None else threads}"
                 out[key] = self.runners["pool"].call("profile_stage", visits=part,
                                                      data=self.cfg.data_config(1), threads=threads)
