@@ -241,6 +241,18 @@ def follow(
     return status
 
 
+def outcome(client: JobSubmissionClient, job_id: str, status: JobStatus) -> str:
+    """One line on how a job ended; for a failure, Ray's reason (a runtime_env that could not
+    be set up, a driver that exited non-zero, a stop request), which the logs may not say."""
+    line = f"job {job_id} {status}"
+    if status == JobStatus.SUCCEEDED:
+        return line
+    message = (client.get_job_info(job_id).message or "").strip()
+    # Ray appends the last 20,000 characters of the logs, which were streamed already.
+    reason = message.splitlines()[0].split(", last available logs")[0] if message else ""
+    return f"{line}: {reason}" if reason else line
+
+
 def exit_code(status: JobStatus) -> int:
     """0 for SUCCEEDED, 1 for any other terminal status (FAILED, STOPPED)."""
     return 0 if status == JobStatus.SUCCEEDED else 1

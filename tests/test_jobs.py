@@ -7,6 +7,7 @@ import os
 import shlex
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from ray.job_submission import JobStatus
@@ -44,6 +45,11 @@ class FakeClient:
 
     def get_job_status(self, job_id: str) -> JobStatus:
         return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+
+    def get_job_info(self, job_id: str) -> SimpleNamespace:
+        return SimpleNamespace(message=(
+            "Job entrypoint command failed with exit code 3, last available logs "
+            "(truncated to 20,000 chars):\n" + self.get_job_logs(job_id)))
 
 
 @pytest.mark.parametrize(("given", "env", "expected"), [
@@ -132,6 +138,13 @@ def test_wait_times_out() -> None:
     with pytest.raises(jobs.JobTimeoutError, match="still RUNNING after 3 s"):
         jobs.wait(client, "j", timeout_s=3, clock=lambda: next(clock),  # type: ignore[arg-type]
                   sleep=lambda s: None)
+
+
+def test_outcome_gives_the_reason_without_the_logs_again() -> None:
+    client = FakeClient(["a\n"], [JobStatus.FAILED])
+    line = jobs.outcome(client, "j", JobStatus.FAILED)  # type: ignore[arg-type]
+    assert line == "job j FAILED: Job entrypoint command failed with exit code 3"
+    assert jobs.outcome(client, "j", JobStatus.SUCCEEDED) == "job j SUCCEEDED"  # type: ignore[arg-type]
 
 
 def test_exit_codes() -> None:

@@ -70,9 +70,12 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _quiet_ray_client_logs() -> None:
-    """Keep the job's own logs readable: Ray's client logs every packaging step at INFO,
-    and warns that it now skips .git and .venv, which clipstream excludes on purpose."""
-    logging.getLogger("ray").setLevel(logging.WARNING)
+    """Keep the job's own logs readable: Ray's client logs every packaging step at INFO
+    (some of its modules pin their loggers to INFO), and warns that it now skips .git and
+    .venv, which clipstream excludes on purpose."""
+    names = [n for n in logging.root.manager.loggerDict if n == "ray" or n.startswith("ray.")]
+    for name in names:
+        logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("ray._private.runtime_env.working_dir").setLevel(logging.ERROR)
 
 
@@ -93,7 +96,7 @@ def _submit(args: argparse.Namespace) -> int:
     if args.no_wait:
         return 0
     status = jobs.follow(client, job_id, sys.stdout, timeout_s=args.timeout)
-    print(f"clipstream: job {job_id} {status}", file=sys.stderr)
+    print(f"clipstream: {jobs.outcome(client, job_id, status)}", file=sys.stderr)
     return jobs.exit_code(status)
 
 
@@ -108,7 +111,7 @@ def _logs(args: argparse.Namespace) -> int:
         sys.stdout.write(client.get_job_logs(args.job_id))
         return 0
     status = jobs.follow(client, args.job_id, sys.stdout, timeout_s=args.timeout)
-    print(f"clipstream: job {args.job_id} {status}", file=sys.stderr)
+    print(f"clipstream: {jobs.outcome(client, args.job_id, status)}", file=sys.stderr)
     return jobs.exit_code(status)
 
 
