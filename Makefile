@@ -12,7 +12,7 @@ setup:
 	$(UV) sync --frozen
 
 demo: setup
-	$(RUN) clipstream pretrain --out runs/demo
+	$(RUN) clipstream pretrain --epochs 3 --out runs/demo
 
 test: setup
 	$(RUN) pytest -q

@@ -91,6 +91,7 @@ class DataConfig:
     max_errors: int = 100
     sample_timeout_s: float = 60.0
     max_pixels: int = 4096 * 2304
+    telemetry: str = ""  # the run's telemetry actor (set by the driver; empty: none)
     video: StageConfig = field(default_factory=StageConfig)
     audio: StageConfig = field(default_factory=lambda: StageConfig(concurrency=(1, 1)))
     motion: StageConfig = field(default_factory=lambda: StageConfig(concurrency=(1, 1)))

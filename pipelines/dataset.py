@@ -15,6 +15,7 @@ import numpy as np
 from pipelines.config import DataConfig, StageConfig
 from pipelines.planner import Visit
 from pipelines.tasks import Task
+from pipelines.telemetry import Reporter
 from workers.stage import Batch, encode_row
 
 
@@ -25,8 +26,9 @@ class AssembleStage:
     are zeros of the right shape, so the batch keeps its size) and the error text.
     """
 
-    def __init__(self, tasks: Sequence[Task]) -> None:
+    def __init__(self, tasks: Sequence[Task], telemetry: str = "") -> None:
         self.tasks = list(tasks)
+        self.reporter = Reporter("stage", "assemble", sink=telemetry)
 
     def __call__(self, batch: Batch) -> Batch:
         plans = [pickle.loads(b) for b in batch["plans"]]
@@ -43,6 +45,7 @@ class AssembleStage:
             items = [task.assemble(decoded[i][j], plans[i][j]) for i in range(len(plans))]
             for key in items[0]:
                 out[f"{task.name}.{key}"] = np.stack([item[key] for item in items])
+        self.reporter.add(rows=len(plans), errors=int((~out["ok"]).sum()))
         return out
 
 
@@ -56,6 +59,10 @@ def _stage_class(name: str, cfg: StageConfig) -> type:
 
         return VideoStage
     if name == "audio":
+        if cfg.backend == "dali":
+            from workers.audio_dali import DALIAudioStage
+
+            return DALIAudioStage
         from workers.audio import AudioStage
 
         return AudioStage
@@ -99,7 +106,7 @@ def build_dataset(visits: Sequence[Visit], data: DataConfig, tasks: Sequence[Tas
         )
     return ds.map_batches(
         AssembleStage,
-        fn_constructor_args=(list(tasks),),
+        fn_constructor_args=(list(tasks), data.telemetry),
         batch_format="numpy",
         **data.assemble.ray_args(),
     )

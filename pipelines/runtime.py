@@ -35,8 +35,9 @@ def use_token_auth() -> bool:
     return True
 
 
-def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = True) -> None:
-    """Start a local Ray or join ``address`` (idempotent)."""
+def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: bool = True,
+             runtime_env: dict | None = None) -> None:
+    """Start a local Ray or join ``address`` (idempotent: a running Ray is kept as it is)."""
     import ray
 
     if ray.is_initialized():
@@ -45,8 +46,11 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: 
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     if address in (None, "local"):
         cpus = num_cpus or max(MIN_LOCAL_CPUS, os.cpu_count() or 1)
-        ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=not quiet,
-                 configure_logging=True, logging_level="ERROR" if quiet else "INFO")
+        # The dashboard serves Ray's state API, which Ray Train polls; loopback only.
+        ray.init(num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1",
+                 log_to_driver=not quiet,
+                 configure_logging=True, logging_level="ERROR" if quiet else "WARNING",
+                 runtime_env=runtime_env)
         return
     use_token_auth()
-    ray.init(address=address, log_to_driver=not quiet)
+    ray.init(address=address, log_to_driver=not quiet, runtime_env=runtime_env)

@@ -27,10 +27,11 @@ CLASSES = ("left", "right", "up", "down", "orbit", "bounce")
 
 @dataclass(frozen=True, kw_only=True)
 class SyntheticSpec:
-    """What to generate. Defaults: 36 videos (6 per class) of 96 frames at 160x120, 25 fps."""
+    """What to generate. Defaults: 36 videos (6 per class) of 128 frames at 160x120, 25 fps
+    (long enough for every task's default plan: pace at stride 8 spans 121 frames)."""
 
     num_videos: int = 36
-    num_frames: int = 96
+    num_frames: int = 128
     width: int = 160
     height: int = 120
     fps: int = 25
@@ -74,7 +75,7 @@ def _trajectory(kind: str, t: np.ndarray, rng: np.random.Generator, w: int, h: i
     else:  # bounce: |sin| keeps it on the floor, faster and slower within a period
         x = x0 + rng.uniform(-10, 10) * t
         y = h * 0.85 - np.abs(np.sin(rng.uniform(2, 4) * t)) * h * 0.6
-    return np.stack([np.mod(x, w), np.clip(y, 0, h - 1)], axis=1)
+    return np.stack([np.mod(x, w), np.mod(y, h)], axis=1)  # wrap: an object never parks at an edge
 
 
 def _render(spec: SyntheticSpec, kind: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
