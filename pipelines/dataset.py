@@ -26,9 +26,10 @@ class AssembleStage:
     are zeros of the right shape, so the batch keeps its size) and the error text.
     """
 
-    def __init__(self, tasks: Sequence[Task], telemetry: str = "") -> None:
+    def __init__(self, tasks: Sequence[Task], telemetry: str = "", passthrough: Sequence[str] = ()) -> None:
         self.tasks = list(tasks)
         self.reporter = Reporter("stage", "assemble", sink=telemetry)
+        self.passthrough = list(passthrough)  # columns the trainer still needs (colocated)
 
     def __call__(self, batch: Batch) -> Batch:
         plans = [pickle.loads(b) for b in batch["plans"]]
@@ -45,12 +46,18 @@ class AssembleStage:
             items = [task.assemble(decoded[i][j], plans[i][j]) for i in range(len(plans))]
             for key in items[0]:
                 out[f"{task.name}.{key}"] = np.stack([item[key] for item in items])
+        for key in self.passthrough:
+            out[key] = batch[key]
         self.reporter.add(rows=len(plans), errors=int((~out["ok"]).sum()))
         return out
 
 
-def _stage_class(name: str, cfg: StageConfig) -> type:
+def _stage_class(name: str, cfg: StageConfig, placement: str = "disaggregated") -> type:
     if name == "video":
+        if placement == "colocated":
+            from workers.dali_stage import EncodedBytesStage
+
+            return EncodedBytesStage
         if cfg.backend == "dali":
             from workers.dali_stage import DALIVideoStage
 
@@ -95,18 +102,41 @@ def build_dataset(visits: Sequence[Visit], data: DataConfig, tasks: Sequence[Tas
     rows = [encode_row(v.plans, v.metas) for v in visits]
     blocks = max(1, min(len(rows), -(-len(rows) // data.video.batch_size)))
     ds = ray.data.from_items(rows, override_num_blocks=blocks)
+    colocated = data.placement == "colocated"
+    if colocated:
+        check_colocated(data, tasks)
     for name in needed_stages(tasks):
         cfg: StageConfig = getattr(data, name)
+        args = cfg.ray_args()
+        if colocated and name == "video":
+            from workers.dali_stage import encoded_stage_args
+
+            args = encoded_stage_args(cfg)
         ds = ds.map_batches(
-            _stage_class(name, cfg),
+            _stage_class(name, cfg, data.placement),
             fn_constructor_args=(data, cfg),
             batch_format="numpy",
             zero_copy_batch=True,
-            **cfg.ray_args(),
+            **args,
         )
+    passthrough: Sequence[str] = ()
+    if colocated:
+        from workers.dali_stage import COLOCATED_COLUMNS as passthrough
     return ds.map_batches(
         AssembleStage,
-        fn_constructor_args=(list(tasks), data.telemetry),
+        fn_constructor_args=(list(tasks), data.telemetry, passthrough),
         batch_format="numpy",
         **data.assemble.ray_args(),
     )
+
+
+def check_colocated(data: DataConfig, tasks: Sequence[Task]) -> None:
+    """The colocated placement decodes with DALI in the trainer and builds ``video`` from
+    the clips alone, so it needs the DALI backend and tasks without pixel work in assemble."""
+    if data.video.backend != "dali":
+        raise ValueError(f"placement 'colocated' decodes with DALI in the trainer; video.backend "
+                         f"is {data.video.backend!r}, set it to 'dali'")
+    bad = [t.name for t in tasks if not t.video_is_clips]
+    if bad:
+        raise ValueError(f"placement 'colocated' cannot serve tasks {bad}: their assemble works on "
+                         f"pixels; use 'disaggregated' for them")

@@ -38,6 +38,7 @@ class SyntheticSpec:
     gop: int = 16
     sample_rate: int = 16000
     classes: tuple[str, ...] = CLASSES
+    codec: str = "libx264"  # or "libvpx-vp9" (what DALI's CPU decoder reads)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -113,6 +114,13 @@ def _render(spec: SyntheticSpec, kind: str, rng: np.random.Generator) -> tuple[n
     return frames, audio.astype(np.float32)
 
 
+CODEC_OPTIONS = {
+    # B-frames (presentation order differs from decode order) and a fixed GOP (no scene cuts).
+    "libx264": {"bf": "2", "crf": "20", "preset": "veryfast", "threads": "1", "sc_threshold": "0"},
+    "libvpx-vp9": {"crf": "32", "b": "0", "deadline": "realtime", "cpu-used": "8", "threads": "1"},
+}
+
+
 def write_video(path: Path, frames: np.ndarray, audio: np.ndarray | None, *, fps: int,
                 sample_rate: int = 16000, gop: int = 16, codec: str = "libx264",
                 options: dict[str, str] | None = None) -> None:
@@ -122,8 +130,7 @@ def write_video(path: Path, frames: np.ndarray, audio: np.ndarray | None, *, fps
         vs.width, vs.height = frames.shape[2], frames.shape[1]
         vs.pix_fmt = "yuv420p"
         vs.codec_context.gop_size = gop
-        vs.options = {"bf": "2", "crf": "20", "preset": "veryfast", "threads": "1",
-                      "sc_threshold": "0", **(options or {})} if codec == "libx264" else (options or {})
+        vs.options = {**CODEC_OPTIONS.get(codec, {}), **(options or {})}
         aus = None
         if audio is not None:
             aus = out.add_stream("aac", rate=sample_rate, layout="mono")
@@ -158,7 +165,8 @@ def generate(root: Path, spec: SyntheticSpec = SyntheticSpec()) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         frames, audio = _render(spec, kind, np.random.default_rng((spec.seed, i)))
         tmp = path.with_suffix(".tmp.mp4")
-        write_video(tmp, frames, audio, fps=spec.fps, sample_rate=spec.sample_rate, gop=spec.gop)
+        write_video(tmp, frames, audio, fps=spec.fps, sample_rate=spec.sample_rate, gop=spec.gop,
+                    codec=spec.codec)
         tmp.rename(path)  # atomic: a half-written file is never taken for a finished one
     return paths
 

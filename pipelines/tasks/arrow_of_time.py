@@ -32,6 +32,7 @@ class ArrowOfTime(SampledTask):
     """
 
     name = "arrow_of_time"
+    video_is_clips = True
     num_classes = 2
 
     def __init__(

@@ -42,6 +42,7 @@ class AVContrastive(SampledTask):
     """
 
     name = "av_contrastive"
+    video_is_clips = True
     needs_audio = True
 
     def __init__(

@@ -47,6 +47,7 @@ class AVC(SampledTask):
     """
 
     name = "avc"
+    video_is_clips = True
     num_classes = 2
     needs_audio = True
     needs_pool = True

@@ -59,6 +59,7 @@ class AVTS(SampledTask):
     """
 
     name = "avts"
+    video_is_clips = True
     num_classes = 2
     needs_audio = True
     needs_pool = True

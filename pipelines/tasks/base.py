@@ -100,6 +100,10 @@ class Task:
     needs_audio: ClassVar[bool] = False
     needs_motion: ClassVar[bool] = False
     needs_pool: ClassVar[bool] = False
+    # True when ``assemble``'s ``video`` is exactly the decoded clips stacked in read order
+    # (no pixel work), so a trainer that decodes on its own GPU (colocated placement) can
+    # build it from the clips alone.
+    video_is_clips: ClassVar[bool] = False
 
     def plan(
         self,

@@ -39,6 +39,7 @@ class O3N(SampledTask):
     """
 
     name = "o3n"
+    video_is_clips = True
 
     def __init__(
         self,

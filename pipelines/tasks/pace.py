@@ -36,6 +36,7 @@ class Pace(SampledTask):
     """
 
     name = "pace"
+    video_is_clips = True
 
     def __init__(
         self,

@@ -36,6 +36,7 @@ class RhoPersistence(SampledTask):
     """
 
     name = "rho_persistence"
+    video_is_clips = True
 
     def __init__(
         self,

@@ -37,6 +37,7 @@ class VCOP(Task):
     """
 
     name = "vcop"
+    video_is_clips = True
 
     def __init__(
         self,
