@@ -44,12 +44,13 @@ EXCLUDES: tuple[str, ...] = (
 # Statuses a job never leaves; anything but SUCCEEDED counts as a failure.
 TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.STOPPED})
 
-# What a user can cause and fix (bad arguments, no cluster at the address, a missing or
-# wrong token, an unknown job id): reported as one line, not a traceback. The Job API
-# client raises RuntimeError for HTTP errors and AuthenticationError for 401/403, with a
-# message that says where the token is looked for.
+# What a user can cause and fix (bad arguments, no cluster at the address or a dropped
+# connection, a missing or wrong token, an unknown job id): reported as one line, not a
+# traceback. The Job API client raises RuntimeError for HTTP errors, AuthenticationError
+# for 401/403 (with a message that says where the token is looked for) and requests'
+# exceptions, which are OSErrors, for network failures.
 USER_ERRORS: tuple[type[Exception], ...] = (
-    ValueError, TypeError, FileNotFoundError, ConnectionError, RuntimeError, AuthenticationError,
+    ValueError, TypeError, OSError, RuntimeError, AuthenticationError,
 )
 
 
@@ -166,9 +167,25 @@ def submit(
     env: Mapping[str, Any],
     *,
     submission_id: str | None = None,
+    agent_wait_s: float = 60.0,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> str:
-    """Submit ``command`` with runtime_env ``env``; returns the job (submission) id."""
-    return client.submit_job(entrypoint=command, runtime_env=dict(env), submission_id=submission_id)
+    """Submit ``command`` with runtime_env ``env``; returns the job (submission) id.
+
+    A head that has just started (or restarted) answers "No available agent to submit
+    job" until its node's dashboard agent registers, typically for a few seconds; that
+    answer is retried for up to ``agent_wait_s``. Every other error is raised at once.
+    """
+    deadline = clock() + agent_wait_s
+    while True:
+        try:
+            return client.submit_job(entrypoint=command, runtime_env=dict(env),
+                                     submission_id=submission_id)
+        except RuntimeError as err:
+            if "No available agent" not in str(err) or clock() >= deadline:
+                raise
+        sleep(2.0)
 
 
 def wait(

@@ -132,6 +132,38 @@ def test_follow_falls_back_to_polling_without_repeating() -> None:
     assert out.getvalue() == "a\nb\nc\n"
 
 
+class BusyHead:
+    """A head whose agent registers after ``busy`` refusals."""
+
+    def __init__(self, busy: int, error: str = "No available agent to submit job") -> None:
+        self.busy = busy
+        self.error = error
+        self.calls = 0
+
+    def submit_job(self, **kwargs: object) -> str:
+        self.calls += 1
+        if self.calls <= self.busy:
+            raise RuntimeError(f"Request failed with status code 500: {self.error}")
+        return "raysubmit_1"
+
+
+def test_submit_waits_for_the_agent() -> None:
+    head = BusyHead(busy=3)
+    job = jobs.submit(head, "python -V", {}, sleep=lambda s: None)  # type: ignore[arg-type]
+    assert (job, head.calls) == ("raysubmit_1", 4)
+
+
+def test_submit_gives_up_and_does_not_retry_other_errors() -> None:
+    clock = iter(range(0, 1000, 10))
+    with pytest.raises(RuntimeError, match="No available agent"):
+        jobs.submit(BusyHead(busy=100), "x", {}, agent_wait_s=30,  # type: ignore[arg-type]
+                    clock=lambda: next(clock), sleep=lambda s: None)
+    head = BusyHead(busy=1, error="Job with submission_id x already exists")
+    with pytest.raises(RuntimeError, match="already exists"):
+        jobs.submit(head, "x", {}, sleep=lambda s: None)  # type: ignore[arg-type]
+    assert head.calls == 1
+
+
 def test_wait_times_out() -> None:
     clock = iter(range(100))
     client = FakeClient([], [JobStatus.RUNNING])
