@@ -60,9 +60,18 @@ def _free_ports(n: int) -> list[int]:
             s.close()
 
 
+def _worker_port_range(width: int = 100) -> tuple[int, int]:
+    """A random port range for Ray workers, above Ray's default one (10002-19999, which
+    other local Ray instances use) and below the kernel's ephemeral range, from which
+    _free_ports draws the others, so the two can never overlap."""
+    ephemeral_lo = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    lo = 20000 + secrets.randbelow(max(1, (ephemeral_lo - 20000) // width - 1)) * width
+    return lo, lo + width - 1
+
+
 def _head_command(scratch: Path) -> list[str]:
     gcs, dash, client, node, obj, metrics, agent, agent_grpc, env_agent = _free_ports(9)
-    worker_lo = 20000 + secrets.randbelow(400) * 100  # a private 100-port range for workers
+    worker_lo, worker_hi = _worker_port_range()
     return [
         str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
         "--node-ip-address", "127.0.0.1", "--port", str(gcs),
@@ -72,7 +81,7 @@ def _head_command(scratch: Path) -> list[str]:
         "--object-manager-port", str(obj), "--metrics-export-port", str(metrics),
         "--dashboard-agent-listen-port", str(agent), "--dashboard-agent-grpc-port", str(agent_grpc),
         "--runtime-env-agent-port", str(env_agent),
-        "--min-worker-port", str(worker_lo), "--max-worker-port", str(worker_lo + 99),
+        "--min-worker-port", str(worker_lo), "--max-worker-port", str(worker_hi),
         "--temp-dir", str(scratch / "ray"), "--disable-usage-stats",
     ]
 
