@@ -12,6 +12,7 @@ setup:
 	$(UV) sync --frozen
 
 demo: setup
+	rm -rf runs/demo
 	$(RUN) clipstream pretrain --epochs 3 --out runs/demo
 
 test: setup

@@ -23,6 +23,7 @@ clipstream decode stages keep Ray Data's behaviour.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 
@@ -54,6 +55,7 @@ def _create(topology, resource_manager, config):
             self._stall: float | None = None
             self._read_at = 0.0
             self._sink = None
+            self._last: dict[str, tuple[str, int, int]] = {}
 
         def stall(self) -> float | None:
             now = time.monotonic()
@@ -71,19 +73,34 @@ def _create(topology, resource_manager, config):
 
         def _derive_target_scaling_config(self, actor_pool, op, op_state):
             request = super()._derive_target_scaling_config(actor_pool, op, op_state)
-            if not any(f"({name})" in op.name for name in DECODE_STAGES):
-                return request
-            if request.force or request.reason in ("pool below min size", "pool exceeding max size"):
+            stage = next((name for name in DECODE_STAGES if f"({name})" in op.name), None)
+            if stage is None or request.force or request.reason in (
+                    "pool below min size", "pool exceeding max size"):
                 return request
             stall = self.stall()
             if stall is None:
                 return request
             if request.delta > 0 and stall < UP:
-                return ActorPoolScalingRequest.no_op(
+                decided = ActorPoolScalingRequest.no_op(
                     reason=f"trainers stall {stall:.0%} < {UP:.0%}: no more decode actors")
-            if request.delta < 0 and stall > DOWN:
-                return ActorPoolScalingRequest.no_op(
+            elif request.delta < 0 and stall > DOWN:
+                decided = ActorPoolScalingRequest.no_op(
                     reason=f"trainers stall {stall:.0%} > {DOWN:.0%}: keep decode actors")
-            return request
+            elif request.delta:
+                decided = dataclasses.replace(
+                    request, reason=f"trainers stall {stall:.0%}; Ray Data: {request.reason}")
+            else:
+                return request
+            self._record(stage, request.delta, decided, stall)
+            return decided
+
+        def _record(self, stage: str, proposed: int, decided, stall: float) -> None:
+            """Keep every scaling step, and each run of vetoes once, in the run's telemetry."""
+            key = (stage, proposed, decided.delta)
+            if self._sink is None or (decided.delta == 0 and self._last.get(stage) == key):
+                return
+            self._last[stage] = key
+            self._sink.decision.remote(stage, decided.delta,
+                                       f"{decided.reason} (proposed {proposed:+d})", stall)
 
     return StallAwareActorAutoscaler(topology, resource_manager, config=config)

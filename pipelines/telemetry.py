@@ -36,6 +36,7 @@ class TelemetrySink:
         self.ranks: dict[int, dict[str, float]] = {}
         self.history: deque[tuple[float, float, float]] = deque(maxlen=4096)  # (t, wait, busy)
         self.seen: dict[tuple[str, str], float] = {}
+        self.decisions: list[dict[str, Any]] = []
 
     def stage(self, stage: str, actor: str, counts: dict[str, float]) -> None:
         self.stages.setdefault(stage, {})[actor] = counts
@@ -51,6 +52,15 @@ class TelemetrySink:
         wait = sum(r["wait_s"] for r in self.ranks.values())
         busy = sum(r["wait_s"] + r["compute_s"] for r in self.ranks.values())
         self.history.append((time.time(), wait, busy))
+
+    def decision(self, stage: str, delta: int, reason: str, stall: float | None) -> None:
+        """A scaling decision of the stall-aware autoscaler (an upscale, a downscale, or a
+        change Ray Data proposed that the trainers' stall vetoed)."""
+        self.decisions.append({"t": time.time(), "stage": stage, "delta": delta,
+                               "reason": reason, "stall": stall})
+
+    def scaling_decisions(self) -> list[dict[str, Any]]:
+        return list(self.decisions)
 
     def stall(self, window_s: float = 10.0) -> float | None:
         """The ranks' stall fraction over the last ``window_s`` seconds (None: no data yet)."""
@@ -180,6 +190,7 @@ class Monitor:
     def __init__(self, sink: Any, stages: Sequence[str], every_s: float = 1.0) -> None:
         self.sink, self.stages, self.every_s = sink, list(stages), every_s
         self.timeline: list[dict[str, Any]] = []
+        self.decisions: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="clipstream-monitor", daemon=True)
         self._t0 = time.time()
@@ -189,9 +200,13 @@ class Monitor:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        import ray
+
         self._stop.set()
         self._thread.join(timeout=10)
         self.sample()
+        self.decisions = [d | {"t": round(d["t"] - self._t0, 2)}
+                          for d in ray.get(self.sink.scaling_decisions.remote(), timeout=10)]
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
