@@ -123,6 +123,7 @@ class TrainConfig:
     weight_decay: float = 1e-4
     backbone: str = "tiny3d"
     checkpoint_every: int = 0  # steps; 0: at the end of each epoch only
+    resources: dict[str, float] = field(default_factory=dict)  # custom Ray resources per rank
     out: str = "runs/latest"
 
     def __post_init__(self) -> None:
