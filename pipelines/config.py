@@ -146,7 +146,7 @@ class RunConfig:
 
 def _coerce(tp: Any, value: Any) -> Any:
     """Turn YAML/CLI values into the field's type (tuples from lists or 'a:b', nested dataclasses)."""
-    if dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp) and isinstance(value, Mapping):
         return from_dict(tp, value)
     origin = get_origin(tp)
     if origin is typing.Union or str(origin) == "types.UnionType":

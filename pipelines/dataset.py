@@ -101,7 +101,7 @@ def build_dataset(visits: Sequence[Visit], data: DataConfig, tasks: Sequence[Tas
 
     rows = [encode_row(v.plans, v.metas) for v in visits]
     blocks = max(1, min(len(rows), -(-len(rows) // data.video.batch_size)))
-    ds = ray.data.from_items(rows, override_num_blocks=blocks)
+    ds: ray.data.Dataset = ray.data.from_items(rows, override_num_blocks=blocks)
     colocated = data.placement == "colocated"
     if colocated:
         check_colocated(data, tasks)

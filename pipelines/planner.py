@@ -115,7 +115,7 @@ class Planner:
             if plan.size is None:
                 plan = dataclasses.replace(plan, size=self.size)
             plans.append(plan)
-        ids = {meta.video_id} | {r.video_id for p in plans for r in (*p.clips, *p.audio, *p.motion)}
+        ids = {meta.video_id} | {r.video_id for p in plans for r in p.reads()}
         return Visit(sid, tuple(plans), {i: self.by_id[i] for i in ids})
 
     def plan_epoch(self, epoch: int) -> EpochPlan:

@@ -10,6 +10,7 @@ require token authentication: when a token is available (``RAY_AUTH_TOKEN``, or
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: 
         # The dashboard serves Ray's state API, which Ray Train polls; loopback only.
         ray.init(num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1",
                  log_to_driver=not quiet,
-                 configure_logging=True, logging_level="ERROR" if quiet else "WARNING",
+                 configure_logging=True, logging_level=logging.ERROR if quiet else logging.WARNING,
                  runtime_env=runtime_env)
         return
     use_token_auth()

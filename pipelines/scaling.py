@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from typing import Any
 
 from pipelines.telemetry import ENV_SINK, NAMESPACE
 
@@ -54,7 +55,7 @@ def _create(topology, resource_manager, config):
             super().__init__(*args, **kwargs)
             self._stall: float | None = None
             self._read_at = 0.0
-            self._sink = None
+            self._sink: Any = None
             self._last: dict[str, tuple[str, int, int]] = {}
 
         def stall(self) -> float | None:

@@ -18,6 +18,7 @@ import os
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -126,14 +127,14 @@ def write_video(path: Path, frames: np.ndarray, audio: np.ndarray | None, *, fps
                 options: dict[str, str] | None = None) -> None:
     """Encode frames uint8 (T, H, W, 3) and optional mono audio float32 (S,) with PyAV."""
     with av.open(str(path), "w") as out:
-        vs = out.add_stream(codec, rate=fps)
+        vs = cast(av.VideoStream, out.add_stream(codec, rate=fps))
         vs.width, vs.height = frames.shape[2], frames.shape[1]
         vs.pix_fmt = "yuv420p"
         vs.codec_context.gop_size = gop
         vs.options = {**CODEC_OPTIONS.get(codec, {}), **(options or {})}
         aus = None
         if audio is not None:
-            aus = out.add_stream("aac", rate=sample_rate, layout="mono")
+            aus = cast(av.AudioStream, out.add_stream("aac", rate=sample_rate, layout="mono"))
         for f in frames:
             for pkt in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
                 out.mux(pkt)

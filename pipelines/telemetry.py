@@ -164,6 +164,7 @@ def _prometheus(kind: str) -> dict[str, Any]:
     except (ImportError, RuntimeError):
         _PROMETHEUS[kind] = {}
         return {}
+    metrics: dict[str, Any]
     if kind == "stage":
         tags = ("stage",)
         metrics = {

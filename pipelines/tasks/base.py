@@ -74,6 +74,10 @@ class SamplePlan:
     size: tuple[int, int] | None = None
     params: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    def reads(self) -> tuple[ClipRead | AudioRead | MotionRead, ...]:
+        """Every read of the plan: clips, then audio windows, then motion windows."""
+        return (*self.clips, *self.audio, *self.motion)
+
 
 def make_sample_id(epoch: int, index: int) -> int:
     """The id of the index-th sample of an epoch: ``epoch << 32 | index``.

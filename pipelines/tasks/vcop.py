@@ -8,8 +8,8 @@ import itertools
 import numpy as np
 
 from pipelines.tasks import register
+from pipelines.tasks._arrays import label_array
 from pipelines.tasks.base import ClipRead, Decoded, SamplePlan, ShortVideoPolicy, Task
-from workers.meta import VideoMeta
 
 
 def clip_span(num_clips: int, clip_len: int, interval: int, stride: int = 1) -> int:
@@ -75,7 +75,7 @@ class VCOP(Task):
                           label=label, clips=tuple(clips))
 
     def assemble(self, decoded: Decoded, plan: SamplePlan) -> dict[str, np.ndarray]:
-        return {"video": np.stack(decoded.clips), "label": np.int64(plan.label)}
+        return {"video": np.stack(decoded.clips), "label": label_array(plan.label)}
 
     def label_names(self) -> list[str]:
         return ["".join(str(i) for i in p) for p in self.permutations]
