@@ -75,19 +75,25 @@ def derive(raw: dict[str, Any], system: str) -> dict[str, float]:
     """The reported figures of one raw measurement."""
     items, frames = raw["items"], raw["frames"]
     per_sample = frames / items if items else 0.0
-    if system == "ceiling":
+    if system == "ceiling":  # CPU: the decoding processes' own, over every frame
         fps = sum(raw["per_core_fps"])
         cpu_per_clip = raw["cpu_s"] / max(frames, 1) * CLIP_FRAMES
         return {"frames_per_s": fps, "per_core_frames_per_s": fps / len(raw["per_core_fps"]),
                 "clips_per_s": fps / CLIP_FRAMES, "decoded_per_delivered": 1.0,
                 "frames_per_sample": CLIP_FRAMES, "cpu_s_per_clip": cpu_per_clip,
-                "clips_per_cpu_s": 1 / max(cpu_per_clip, 1e-12), **_memory(raw)}
+                "clips_per_cpu_s": 1 / max(cpu_per_clip, 1e-12),
+                "cores_used": raw["cpu_s"] / max(raw["t_end"] - raw["t_start"], 1e-9), **_memory(raw)}
     t0, t1, steady = steady_window(raw)
-    rate = raw["clips_per_s_sum"] if system == "inprocess" else steady / max(t1 - t0, 1e-9)
+    rate = steady / max(t1 - t0, 1e-9)
+    # CPU seconds per wall second: how much of the machine the system actually got.
+    cores_used = raw["cpu_s"] / max(t1 - t0, 1e-9)
+    if system == "inprocess":  # the workers' own rates and CPU, after their first batch
+        rate, steady = raw["clips_per_s_sum"], raw["steady_items"]
+        cores_used = sum(p["cpu_s"] / max(p["seconds"], 1e-9) for p in raw["per_process"])
     cpu_per_clip = raw["cpu_s"] / max(steady, 1)
     out = {"clips_per_s": rate, "frames_per_s": rate * per_sample, "frames_per_sample": per_sample,
            "cpu_s_per_clip": cpu_per_clip, "clips_per_cpu_s": 1 / max(cpu_per_clip, 1e-12),
-           "time_to_first_s": raw["arrivals"][0][0] - raw["t_start"],
+           "cores_used": cores_used, "time_to_first_s": raw["arrivals"][0][0] - raw["t_start"],
            "wall_clips_per_s": items / max(raw["t_end"] - raw["t_start"], 1e-9), **_memory(raw)}
     if raw.get("decoded") is not None and frames:
         out["decoded_per_delivered"] = raw["decoded"] / frames
@@ -158,19 +164,25 @@ def round_ratios(cs: dict | None, dl: dict | None, ip: dict | None, ceil: dict) 
     return out
 
 
+def _median_of(by: dict[tuple, dict[str, float]], system: str, actors: int, key: str) -> float:
+    return statistics.median(v[key] for (s, a, _), v in by.items() if s == system and a == actors)
+
+
 def scaling_block(rows: list[dict], plan: str) -> dict[str, Any]:
     """Throughput and efficiencies against the video actor count."""
     by = {(r["system"], r["actors"], r["round"]): derive(r, r["system"]) for r in rows}
     _lend_decoded(by)
     ks = sorted({r["actors"] for r in rows})
-    cs = {k: statistics.median(v["clips_per_s"] for (s, a, _), v in by.items() if s == "clipstream" and a == k) for k in ks}
-    ip = {k: statistics.median(v["clips_per_s"] for (s, a, _), v in by.items() if s == "inprocess" and a == k) for k in ks}
+    cs = {k: _median_of(by, "clipstream", k, "clips_per_s") for k in ks}
+    ip = {k: _median_of(by, "inprocess", k, "clips_per_s") for k in ks}
     base = cs[ks[0]] / ks[0]
     return {
         "plan": plan, "actors": ks,
         "clips_per_s": [cs[k] for k in ks],
         "inprocess_clips_per_s": [ip[k] for k in ks],
         "efficiency": [cs[k] / (k * base) for k in ks],
+        "cores_used": [_median_of(by, "clipstream", k, "cores_used") for k in ks],
+        "clips_per_cpu_s": [_median_of(by, "clipstream", k, "clips_per_cpu_s") for k in ks],
         "pipeline_efficiency": [cs[k] / ip[k] for k in ks],
         "rounds": [{"system": s, "actors": a, "round": i, **v} for (s, a, i), v in sorted(by.items())],
     }

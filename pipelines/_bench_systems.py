@@ -119,14 +119,15 @@ def _decode_all(uris: list[str]) -> dict:
     """Decode every frame of ``uris`` in order on this core (one decoder thread)."""
     import av
 
-    start, frames = time.perf_counter(), 0
+    start, cpu, frames = time.perf_counter(), time.process_time(), 0
     for uri in uris:
         with av.open(uri) as container:
             stream = container.streams.video[0]
             stream.codec_context.thread_type = "NONE"  # one core: no frame/slice threads
             for _ in container.decode(stream):
                 frames += 1
-    return {"frames": frames, "seconds": time.perf_counter() - start}
+    return {"frames": frames, "seconds": time.perf_counter() - start,
+            "cpu_s": time.process_time() - cpu}
 
 
 def ceiling(uris: list[str], *, procs: int) -> RunResult:
@@ -137,7 +138,8 @@ def ceiling(uris: list[str], *, procs: int) -> RunResult:
     parts = _pool_map(_decode_all, [(s,) for s in shifts])
     frames = sum(p["frames"] for p in parts)
     per_core = [p["frames"] / p["seconds"] for p in parts]
-    return _result(frames, frames, frames, t_start, per_core_fps=per_core)
+    return _result(frames, frames, frames, t_start, per_core_fps=per_core,
+                   own_cpu_s=sum(p["cpu_s"] for p in parts), steady_items=frames)
 
 
 def _stage_batches(rows: list[dict], batch_size: int) -> list[dict[str, np.ndarray]]:
@@ -157,6 +159,10 @@ AS_SHIPPED = "as shipped"  # decoder threads: whatever VideoStage asks for
 def _run_stage(rows: list[dict], data: Any, threads: int | str | None = AS_SHIPPED) -> dict:
     """clipstream's VideoStage on this core, without Ray; counts the frames it decodes.
 
+    The first batch is a warm-up (a fresh process's first decodes pay one-time costs, as
+    an actor's do before its first output): ``seconds`` and ``cpu_s`` (this process's CPU,
+    decoder threads included) cover the ``timed_rows`` after it.
+
     ``threads``: decoder threads forced onto every reader (None: FFmpeg's choice), or
     :data:`AS_SHIPPED` to leave VideoStage's own choice alone.
     """
@@ -175,17 +181,22 @@ def _run_stage(rows: list[dict], data: Any, threads: int | str | None = AS_SHIPP
     vs.open_video = counting_open  # this forked process only
     stage = vs.VideoStage(data, data.video)
     batches = _stage_batches(rows, data.video.batch_size)
-    start = time.perf_counter()
-    for batch in batches:
+    warm = batches[:1] if len(batches) > 1 else []
+    for batch in warm:
         stage(batch)
-    seconds = time.perf_counter() - start
-    return {"rows": len(rows), "seconds": seconds, "decoded": sum(s.decoded for s in opened),
-            "delivered": sum(s.delivered for s in opened), "seeks": sum(s.seeks for s in opened)}
+    start, cpu = time.perf_counter(), time.process_time()
+    for batch in batches[len(warm):]:
+        stage(batch)
+    return {"rows": len(rows), "timed_rows": len(rows) - sum(len(b["sample_id"]) for b in warm),
+            "seconds": time.perf_counter() - start, "cpu_s": time.process_time() - cpu,
+            "decoded": sum(s.decoded for s in opened), "delivered": sum(s.delivered for s in opened),
+            "seeks": sum(s.seeks for s in opened)}
 
 
 def inprocess(visits: list, data: Any, *, procs: int, threads: int | str | None = AS_SHIPPED) -> RunResult:
     """clipstream's decode worker in-process: ``procs`` processes each run ``VideoStage`` over
-    a shard of the rows. ``clips_per_s_sum`` is the sum of the processes' own rates."""
+    a shard of the rows. ``clips_per_s_sum`` is the sum of the processes' own rates;
+    ``own_cpu_s`` their CPU over the same timed rows (``steady_items``)."""
     import workers.decode._pyav
     import workers.video_stage  # noqa: F401
     from workers.stage import encode_row
@@ -194,9 +205,10 @@ def inprocess(visits: list, data: Any, *, procs: int, threads: int | str | None 
     frames = sum(len(r.frames) for v in visits for p in v.plans for r in p.clips)
     t_start = time.monotonic()
     parts = _pool_map(_run_stage, [(rows[i::procs], data, threads) for i in range(procs)])
-    rates = [p["rows"] / p["seconds"] for p in parts]
+    rates = [p["timed_rows"] / p["seconds"] for p in parts]
     return _result(len(rows), frames, sum(p["decoded"] for p in parts), t_start,
-                   clips_per_s_sum=sum(rates), per_process=parts)
+                   clips_per_s_sum=sum(rates), own_cpu_s=sum(p["cpu_s"] for p in parts),
+                   steady_items=sum(p["timed_rows"] for p in parts), per_process=parts)
 
 
 def profile_stage(visits: list, data: Any, *, threads: int | str | None = AS_SHIPPED,
@@ -220,8 +232,15 @@ def profile_stage(visits: list, data: Any, *, threads: int | str | None = AS_SHI
                         "own_s": tottime, "cum_s": cumtime})
     entries.sort(key=lambda e: -e["own_s"])
     total = sum(e["own_s"] for e in entries)
-    return {"seconds": part["seconds"], "rows": part["rows"], "profiled_s": total,
+    return {"seconds": part["seconds"], "rows": part["timed_rows"], "profiled_s": total,
             "buckets": profile_buckets(entries), "top": entries[:top]}
+
+
+def reader_breakdown(visits: list, *, size: tuple[int, int]) -> dict[str, float]:
+    """CPU ms per sample of each step of the decode worker (:mod:`pipelines._bench_breakdown`)."""
+    from pipelines._bench_breakdown import breakdown
+
+    return breakdown(visits, size)
 
 
 # Where own time goes, by the function names cProfile records (first match wins).

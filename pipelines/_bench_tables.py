@@ -26,7 +26,10 @@ def header_lines(result: dict[str, Any]) -> str:
     meta, cfg = result.get("meta", {}), result.get("meta", {}).get("config", {})
     v = meta.get("versions", {})
     files = result.get("corpus", {}).get("files", [])
-    return (
+    load = meta.get("loadavg_1m", {})
+    warning = ("- **quick mode: a handful of samples, one round, no warm-up; the figures below "
+               "check the machinery and measure nothing**\n" if cfg.get("quick") else "")
+    return warning + (
         f"- date: {meta.get('date_utc')}; machine: {meta.get('cpu_model')}, {meta.get('cores')} cores, "
         f"{meta.get('ram_gib')} GiB RAM; PyAV {v.get('av')} (libavcodec {v.get('libavcodec')}), "
         f"Ray {v.get('ray')}, torch {v.get('torch')}\n"
@@ -36,7 +39,20 @@ def header_lines(result: dict[str, Any]) -> str:
         f"{cfg.get('clips')} samples per system, plan and round; {cfg.get('rounds')} rounds after a "
         f"discarded warm-up, systems in rotating order; medians shown; {cfg.get('actors')} video "
         f"actors, {cfg.get('workers')} DataLoader workers, Ray with {cfg.get('ray_cpus')} logical CPUs\n"
+        f"- machine load (1-min load average; the machine is shared): {_f(load.get('start'), 0)} at "
+        f"the start, {_f(load.get('end'), 0)} at the end; the `load` column is the median at the "
+        f"end of each measurement. `cores used` = CPU seconds of the system's process tree per "
+        f"wall second of its steady window; CPU ms/clip is per sample (the ceiling: per 16 frames)\n"
     )
+
+
+def ray_idle_line(result: dict[str, Any]) -> str:
+    idle = result.get("ray_idle")
+    if not idle:
+        return ""
+    return (f"- the local Ray alone, idle ({idle['processes']} processes): "
+            f"{idle['cpu_s_per_s']:.3f} CPU s per s, {idle['pss_mb']:,.0f} MB PSS "
+            f"({idle['rss_mb']:,.0f} MB RSS)\n")
 
 
 def systems_table(result: dict[str, Any]) -> str:
@@ -48,14 +64,16 @@ def systems_table(result: dict[str, Any]) -> str:
             if not m:
                 continue
             rows.append((plan, name, _f(m["clips_per_s"]), _f(m["frames_per_s"], 0),
-                         _f(m.get("decoded_per_delivered"), 2), _f(m["cpu_s_per_clip"], 4),
-                         _f(m["peak_pss_mb"], 0), _f(m["peak_rss_mb"], 0),
-                         _f(m.get("time_to_first_s"), 1) if system != "inprocess" else "–"))
+                         _f(m.get("decoded_per_delivered"), 2), _f(1000 * m["cpu_s_per_clip"], 1),
+                         _f(m.get("cores_used"), 2), _f(m["peak_pss_mb"], 0), _f(m["peak_rss_mb"], 0),
+                         _f(m.get("time_to_first_s"), 1) if system != "inprocess" else "–",
+                         _f(m.get("loadavg_1m"), 0)))
     rows.append(("all", "FFmpeg ceiling (every frame, 1 thread per core)", _f(ceiling["clips_per_s"]),
-                 _f(ceiling["frames_per_s"], 0), "1.00", _f(ceiling["cpu_s_per_clip"], 4),
-                 _f(ceiling["peak_pss_mb"], 0), _f(ceiling["peak_rss_mb"], 0), "–"))
-    return table(("plan", "system", "clips/s", "frames/s", "decoded/delivered", "CPU s/clip",
-                  "peak PSS MB", "peak RSS MB", "first batch s"), rows)
+                 _f(ceiling["frames_per_s"], 0), "1.00", _f(1000 * ceiling["cpu_s_per_clip"], 1),
+                 _f(ceiling.get("cores_used"), 2), _f(ceiling["peak_pss_mb"], 0),
+                 _f(ceiling["peak_rss_mb"], 0), "–", _f(ceiling.get("loadavg_1m"), 0)))
+    return table(("plan", "system", "clips/s", "frames/s", "decoded/delivered", "CPU ms/clip",
+                  "cores used", "peak PSS MB", "peak RSS MB", "first batch s", "load"), rows)
 
 
 def ratios_table(result: dict[str, Any]) -> str:
@@ -68,11 +86,11 @@ def ratios_table(result: dict[str, Any]) -> str:
 
 def scaling_table(result: dict[str, Any]) -> str:
     sc = result["scaling"]
-    rows = [(k, _f(c), _f(i), _f(e, 2), _f(p, 2)) for k, c, i, e, p in
+    rows = [(k, _f(c), _f(i), _f(e, 2), _f(p, 2), _f(u, 2), _f(q, 1)) for k, c, i, e, p, u, q in
             zip(sc["actors"], sc["clips_per_s"], sc["inprocess_clips_per_s"], sc["efficiency"],
-                sc["pipeline_efficiency"])]
+                sc["pipeline_efficiency"], sc.get("cores_used", []), sc.get("clips_per_cpu_s", []))]
     return table(("video actors", "clipstream clips/s", "in-process clips/s (sum)",
-                  "scaling efficiency", "pipeline efficiency"), rows)
+                  "scaling efficiency", "pipeline efficiency", "cores used", "clips per CPU s"), rows)
 
 
 def goals_table(result: dict[str, Any]) -> str:
@@ -94,12 +112,26 @@ def profile_table(result: dict[str, Any]) -> str:
     return table(("plan/decoder threads", "clips/s (1 process, profiled)", *buckets), rows)
 
 
+BREAKDOWN_STEPS = ("open", "seek_table", "span_decode", "reader", "reader_cached_table",
+                   "stage_pickle", "baseline")
+
+
+def breakdown_table(result: dict[str, Any]) -> str:
+    """CPU ms per sample of each step of the decode worker (see _bench_breakdown)."""
+    rows = [(plan, *(_f(steps.get(k), 1) for k in BREAKDOWN_STEPS))
+            for plan, steps in (result.get("breakdown") or {}).items()]
+    return table(("plan", *BREAKDOWN_STEPS), rows) if rows else ""
+
+
 def render(result: dict[str, Any]) -> str:
     """Every table of one run, with the run's date, machine and command."""
-    parts = [header_lines(result), "\n", systems_table(result), "\n", ratios_table(result), "\n",
+    parts = [header_lines(result), ray_idle_line(result), "\n", systems_table(result), "\n", ratios_table(result), "\n",
              f"Scaling ({result['scaling']['plan']} plan):\n\n", scaling_table(result), "\n",
              goals_table(result)]
     prof = profile_table(result)
     if prof:
         parts += ["\nWhere the decode worker's time goes (cProfile, own time):\n\n", prof]
+    steps = breakdown_table(result)
+    if steps:
+        parts += ["\nCPU ms per sample, step by step, one thread (process_time):\n\n", steps]
     return "".join(parts)

@@ -72,6 +72,7 @@ class BenchConfig:
     ray_cpus: int = max(4, CORES)
     profile: bool = True
     warm_up: bool = True
+    quick: bool = False  # tiny inputs: the numbers say nothing, only that everything runs
     seed: int = 0
     cache: Path = field(default_factory=_default_cache)
 
@@ -91,7 +92,7 @@ class BenchConfig:
         base: dict[str, Any] = {
             "videos": 2, "seconds": 3.0, "gop": 24, "with_real": False, "clips": 8,
             "warmup_clips": 4, "rounds": 1, "scaling": (1,), "profile": False, "warm_up": False,
-            "batch_size": 4, "stage_batch_size": 2}
+            "batch_size": 4, "stage_batch_size": 2, "quick": True}
         return cls(**{**base, **overrides})
 
     def data_config(self, actors: int) -> DataConfig:
@@ -107,7 +108,8 @@ def measure(runner: Runner, fn: str, **kwargs: Any) -> dict[str, Any]:
     with TreeSampler(runner.pid) as sampler:
         raw = runner.call(fn, **kwargs)
     t0, t1, _ = summary.steady_window(raw)
-    raw["cpu_s"] = sampler.cpu_between(t0, t1)
+    # Pool processes time their own steady part; for pipelines the tree's CPU in the window.
+    raw["cpu_s"] = raw.get("own_cpu_s", sampler.cpu_between(t0, t1))
     raw["peak_pss"], raw["peak_rss"] = sampler.peak_memory(raw["t_start"], raw["t_end"])
     raw["loadavg_1m"] = os.getloadavg()[0]  # background load on a shared machine, for the record
     raw["tree_processes"] = len(sampler.series)
@@ -127,6 +129,17 @@ class Bench:
         self.uris = [m.uri for m in self.metas]
         self.runners = {name: Runner(name) for name in ("ray", "loader", "pool")}
         self.runners["ray"].call("start_ray", ray_cpus=cfg.ray_cpus)
+
+    def ray_idle(self, seconds: float = 15.0) -> dict[str, float]:
+        """CPU and memory of the local Ray (GCS, raylet, agents, dashboard) doing nothing:
+        a cost every clipstream run pays, per second rather than per clip."""
+        with TreeSampler(self.runners["ray"].pid) as sampler:
+            t0 = time.monotonic()
+            time.sleep(seconds)
+            t1 = time.monotonic()
+        pss, rss = sampler.peak_memory()
+        return {"cpu_s_per_s": sampler.cpu_between(t0, t1) / (t1 - t0), "pss_mb": pss / 2**20,
+                "rss_mb": rss / 2**20, "processes": len(sampler.series), "seconds": t1 - t0}
 
     def close(self) -> None:
         for runner in self.runners.values():
@@ -185,6 +198,15 @@ class Bench:
                     self.log(f"scaling round {r + 1}: {k} actor(s) {system:10s} {summary.line(res, system)}")
         return out
 
+    def breakdown(self) -> dict[str, dict[str, float]]:
+        """CPU per sample of each step of the decode worker, and of the baseline, per plan."""
+        out = {}
+        for plan in self.cfg.plans:
+            visits, _ = self.visits[plan]
+            out[plan] = self.runners["pool"].call("reader_breakdown", visits=visits, size=(112, 112))
+            self.log(f"breakdown {plan}: " + ", ".join(f"{k} {v:.1f} ms" for k, v in out[plan].items()))
+        return out
+
     def profile(self) -> dict:
         """cProfile of the decode worker per plan: as shipped, and with FFmpeg's own choice
         of decoder threads (frame threads on every core)."""
@@ -211,13 +233,17 @@ def run_bench(cfg: BenchConfig, *, command: str = "clipstream bench",
     try:
         if cfg.warm_up:
             bench.warm_up()
+        ray_idle = bench.ray_idle(15.0 if cfg.warm_up else 2.0)
         rows = bench.comparison()
         scaling_rows = bench.scaling()
         profile = bench.profile() if cfg.profile else {}
+        breakdown = bench.breakdown() if cfg.profile else {}
     finally:
         bench.close()
     result = summary.summarize(rows, scaling_rows, cfg=cfg, metas=bench.metas, visits=bench.visits)
+    result["ray_idle"] = ray_idle
     result["profile"] = profile
+    result["breakdown"] = breakdown
     result["meta"] = {**summary.machine(), "command": command, "wall_s": time.monotonic() - t0,
                       "loadavg_1m": {"start": load0, "end": os.getloadavg()[0]},
                       "config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}}
