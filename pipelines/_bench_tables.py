@@ -28,7 +28,7 @@ def header_lines(result: dict[str, Any]) -> str:
     files = result.get("corpus", {}).get("files", [])
     load = meta.get("loadavg_1m", {})
     warning = ("- **quick mode: a handful of samples, one round, no warm-up; the figures below "
-               "check the machinery and measure nothing**\n" if cfg.get("quick") else "")
+               "check the machinery and measure nothing**\n" if cfg.get("quick_mode") else "")
     return warning + (
         f"- date: {meta.get('date_utc')}; machine: {meta.get('cpu_model')}, {meta.get('cores')} cores, "
         f"{meta.get('ram_gib')} GiB RAM; PyAV {v.get('av')} (libavcodec {v.get('libavcodec')}), "

@@ -72,7 +72,7 @@ class BenchConfig:
     ray_cpus: int = max(4, CORES)
     profile: bool = True
     warm_up: bool = True
-    quick: bool = False  # tiny inputs: the numbers say nothing, only that everything runs
+    quick_mode: bool = False  # tiny inputs: the numbers say nothing, only that everything runs
     seed: int = 0
     cache: Path = field(default_factory=_default_cache)
 
@@ -92,7 +92,7 @@ class BenchConfig:
         base: dict[str, Any] = {
             "videos": 2, "seconds": 3.0, "gop": 24, "with_real": False, "clips": 8,
             "warmup_clips": 4, "rounds": 1, "scaling": (1,), "profile": False, "warm_up": False,
-            "batch_size": 4, "stage_batch_size": 2, "quick": True}
+            "batch_size": 4, "stage_batch_size": 2, "quick_mode": True}
         return cls(**{**base, **overrides})
 
     def data_config(self, actors: int) -> DataConfig:
