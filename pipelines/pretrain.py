@@ -19,6 +19,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,8 @@ def frames_per_sample(visit: Visit) -> int:
     return sum(len(r.frames) for p in visit.plans for r in p.clips)
 
 
-def plan_run(run: RunConfig, planner: Planner, *, delivered: set[int] = frozenset()) -> tuple[list[Visit], dict]:
+def plan_run(run: RunConfig, planner: Planner, *,
+             delivered: AbstractSet[int] = frozenset()) -> tuple[list[Visit], dict]:
     """Every visit the run will deliver, in planned order, minus those already delivered.
 
     With ``steps``, the run plans exactly ``steps * batch_size * workers`` visits (epochs are

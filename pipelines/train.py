@@ -85,7 +85,8 @@ class RankLog:
     labels: dict[str, Counter] = field(default_factory=dict)
 
 
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+def _unwrap(model: torch.nn.Module) -> Any:
+    """The model inside DDP's wrapper (its own methods, e.g. multi_task_loss)."""
     return model.module if hasattr(model, "module") else model
 
 

@@ -158,7 +158,7 @@ class Stage:
         self.metas: dict[int, VideoMeta] = {}  # of the row being filled
         self.watchdog = Watchdog(data.sample_timeout_s)
         self.pid = os.getpid()
-        self.ledger = _find_ledger()
+        self.ledger: Any = _find_ledger()  # a Ray actor handle, or None
         if self.ledger is not None:
             self.ledger.register.remote(self.name, self.pid)
         self.reporter = Reporter("stage", self.name, sink=data.telemetry)
@@ -196,7 +196,7 @@ class Stage:
         meta = self.metas.get(plans[0].video_id)
         if meta is not None:
             return meta.uri
-        reads = [r for p in plans for r in (*p.clips, *p.audio, *p.motion)]
+        reads = [r for p in plans for r in p.reads()]
         return reads[0].uri if reads else f"video {plans[0].video_id}"
 
     def _fill_guarded(
@@ -231,7 +231,7 @@ class Stage:
         for i in todo:
             if skip[i]:
                 continue
-            why = ray.get(self.ledger.start_row.remote(self.name, self.pid, sample_ids[i], video_ids[i]))
+            why = str(ray.get(self.ledger.start_row.remote(self.name, self.pid, sample_ids[i], video_ids[i])))
             if why:
                 out[i] = DecoderCrashError(self._uri(plans[i]), why)
                 continue
