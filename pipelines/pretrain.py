@@ -317,6 +317,10 @@ def pretrain(run: RunConfig, *, resume: str | None = None,
     metrics["decode_crashes"] = crashes
     metrics["stages"] = monitor.per_stage()
     metrics["scaling"] = monitor.decisions
+    metrics["label_checks"] = label_checks(tasks, metrics.get("label_histogram") or {})
+    for check in metrics["label_checks"]:
+        if check["flagged"]:
+            print(f"labels {check['line']}", flush=True)
     metrics["timeline"] = monitor.timeline
     metrics.update({
         "task": ",".join(run.data.tasks),
@@ -332,6 +336,17 @@ def pretrain(run: RunConfig, *, resume: str | None = None,
     write_report(out, metrics)
     write_failures(out, metrics, metas)
     return metrics
+
+
+def label_checks(tasks: list[Task], histograms: dict[str, dict[str, int]]) -> list[dict[str, Any]]:
+    """Each classification task's delivered labels against its design (see label_stats)."""
+    from pipelines.label_stats import LabelHistogram
+
+    hist = LabelHistogram.for_tasks([t for t in tasks if t.num_classes > 0])
+    for task, counts in histograms.items():
+        if task in hist.expected:
+            hist.counts[task] = {int(k): int(v) for k, v in counts.items()}
+    return [asdict(c) | {"line": c.line()} for c in hist.report()]
 
 
 def summary_line(m: dict[str, Any]) -> str:

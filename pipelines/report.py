@@ -73,7 +73,8 @@ def render_report(metrics: Mapping[str, Any], *, title: str = "clipstream run") 
         _section("Throughput and stall over time", _image(plots.throughput_stall_png(metrics),
                                                            "throughput and stall")),
         _section("Loss", _image(plots.loss_png(metrics), "loss curves")),
-        _section("Labels", label_sections(metrics.get("label_histogram") or {})),
+        _section("Labels", label_sections(metrics.get("label_histogram") or {},
+                                          metrics.get("label_checks") or [])),
         _section("Actors per stage", _image(plots.actors_png(metrics.get("stages") or {}),
                                             "actors per stage")),
         _section("Errors and quarantines", failures_html(metrics.get("failed") or [])),
@@ -107,14 +108,20 @@ def summary_table(m: Mapping[str, Any]) -> str:
     return _table(("", "value"), [(k, v) for k, v in rows if v not in (None, "")])
 
 
-def label_sections(histograms: Mapping[str, Mapping[str, int]]) -> str:
-    """One bar chart and one count table per task."""
+def label_sections(histograms: Mapping[str, Mapping[str, int]],
+                   checks: Sequence[Mapping[str, Any]] = ()) -> str:
+    """One bar chart and one count table per task, under its check against the design
+    (flagged in red when the labels drift beyond what the task's design allows)."""
     if not histograms:
         return _not_recorded("label_histogram")
+    verdicts = {c["task"]: c for c in checks}
     parts = []
     for task, counts in histograms.items():
         total = sum(counts.values())
         parts.append(f"<h3>{_e(task)}</h3>")
+        if task in verdicts:
+            css = "bad" if verdicts[task]["flagged"] else "muted"
+            parts.append(f'<p class="{css}">{_e(verdicts[task]["line"])}</p>')
         parts.append(_image(plots.label_histogram_png(task, counts), f"{task} labels"))
         parts.append(_table(("label", "samples", "share"),
                             [(k, v, _pct(v / total if total else 0.0)) for k, v in counts.items()]))

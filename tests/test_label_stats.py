@@ -104,3 +104,15 @@ def test_split_counts_merge_to_the_whole(labels: list[int], parts: int) -> None:
         piece.update("t", chunk)
         merged.merge(piece)
     assert merged.counts == whole.counts and whole.total("t") == len(labels)
+
+
+def test_a_run_flags_a_task_whose_labels_drift_from_its_design() -> None:
+    from pipelines.pretrain import label_checks
+
+    checks = label_checks(
+        [get_task("vcop"), get_task("shuffle_learn"), get_task("rho_persistence")],
+        {"vcop": {"0": 50, "1": 50, "2": 50, "3": 50, "4": 50, "5": 250},
+         "shuffle_learn": {"0": 300, "1": 100}, "rho_persistence": {}},
+    )
+    verdicts = {c["task"]: c["flagged"] for c in checks}
+    assert verdicts == {"vcop": True, "shuffle_learn": False}  # contrastive tasks have no classes
