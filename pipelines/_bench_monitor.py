@@ -16,6 +16,7 @@ work is lost).
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections import defaultdict
@@ -87,6 +88,29 @@ def rss_bytes(pid: int) -> int | None:
         return None
 
 
+def process_name(pid: int) -> str:
+    """A short name for a process: Ray's process title (``ray::MapWorker(...)``), else the
+    Python script or the executable it runs."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return "?"
+    if not args:
+        return "?"
+    if not args[0].startswith("/") and " " in args[0]:  # a title set by the process itself
+        name = args[0].split(" ")[0]
+    else:
+        script = next((a for a in args[1:] if a.endswith(".py")), None)
+        name = os.path.basename(script or args[0])
+    # One name per role: an actor's title gains ".method" while it runs one; the dashboard
+    # runs as a head process plus one process per module.
+    name = re.sub(r"\)\.\w+$", ")", name)
+    if name.startswith("ray-dashboard") or name == "dashboard.py":
+        return "dashboard"
+    return "ray worker (starting)" if name == "default_worker.py" else name
+
+
 @dataclass
 class Series:
     """One process's samples: times, cumulative CPU seconds."""
@@ -116,6 +140,7 @@ class TreeSampler:
     def __init__(self, root: int, interval_s: float = 0.25) -> None:
         self.root, self.interval_s = root, interval_s
         self.series: dict[int, Series] = defaultdict(Series)
+        self.names: dict[int, str] = {}
         self.memory: list[tuple[float, int, int]] = []  # (time, PSS, RSS) summed over the tree
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tree-sampler", daemon=True)
@@ -141,6 +166,8 @@ class TreeSampler:
             now, cpu = time.monotonic(), cpu_seconds(pid)
             if cpu is None:
                 continue
+            if pid not in self.names:
+                self.names[pid] = "driver" if pid == self.root else process_name(pid)
             s = self.series[pid]
             s.t.append(now)
             s.cpu.append(cpu)
@@ -151,6 +178,13 @@ class TreeSampler:
     def cpu_between(self, t0: float, t1: float) -> float:
         """CPU seconds the tree spent in [t0, t1]."""
         return sum(max(s.at(t1) - s.at(t0), 0.0) for s in self.series.values())
+
+    def cpu_by_name(self, t0: float, t1: float) -> dict[str, float]:
+        """CPU seconds in [t0, t1] per process name (processes of one name summed)."""
+        out: dict[str, float] = defaultdict(float)
+        for pid, s in self.series.items():
+            out[self.names.get(pid, "?")] += max(s.at(t1) - s.at(t0), 0.0)
+        return dict(out)
 
     def peak_memory(self, t0: float = float("-inf"), t1: float = float("inf")) -> tuple[int, int]:
         """The largest tree PSS and tree RSS sampled in [t0, t1] (bytes)."""

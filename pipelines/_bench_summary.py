@@ -142,6 +142,21 @@ def per_plan(rows: list[dict]) -> tuple[dict[str, Any], dict[str, Any]]:
     return plans, {"median": _medians(ceiling_rounds), "rounds": ceiling_rounds}
 
 
+def cpu_by_process(rows: list[dict]) -> dict[str, dict[str, float]]:
+    """Per plan, clipstream's CPU ms per sample by process (driver, actors, raylet, ...),
+    the median over rounds; where the end-to-end run spends what its workers do not."""
+    out: dict[str, dict[str, float]] = {}
+    for plan in sorted({r["plan"] for r in rows if r["system"] == "clipstream"}):
+        runs = [r for r in rows if r["system"] == "clipstream" and r["plan"] == plan]
+        per = []
+        for r in runs:
+            steady = max(steady_window(r)[2], 1)
+            per.append({k: 1000 * v / steady for k, v in r.get("cpu_by_process", {}).items()})
+        names = sorted({k for p in per for k in p}, key=lambda k: -statistics.median(p.get(k, 0.0) for p in per))
+        out[plan] = {k: statistics.median(p.get(k, 0.0) for p in per) for k in names}
+    return out
+
+
 def _per_frame(figures: dict[str, float], key: str) -> float:
     """A per-sample figure turned per delivered frame."""
     return figures[key] / figures["frames_per_sample"]
@@ -225,6 +240,7 @@ def summarize(rows: list[dict], scaling_rows: list[dict], *, cfg: Any, metas: li
     }
     result["samples"] = {p: {"count": len(v), "frames_per_sample": frames_per_sample(v[0])}
                          for p, (v, _) in visits.items()}
+    result["clipstream_cpu_by_process"] = cpu_by_process(rows)
     result["ray_stats"] = {r["plan"]: r.get("stats", "") for r in rows if r["system"] == "clipstream"}
     return result
 

@@ -76,6 +76,19 @@ def systems_table(result: dict[str, Any]) -> str:
                   "cores used", "peak PSS MB", "peak RSS MB", "first batch s", "load"), rows)
 
 
+def cpu_by_process_table(result: dict[str, Any], top: int = 8) -> str:
+    """clipstream's CPU ms per sample by process, the biggest ``top`` and the rest."""
+    by = result.get("clipstream_cpu_by_process") or {}
+    if not by:
+        return ""
+    names = list(dict.fromkeys(k for per in by.values() for k in list(per)[:top]))
+    rows = []
+    for plan, per in by.items():
+        rest = sum(v for k, v in per.items() if k not in names)
+        rows.append((plan, *(_f(per.get(k), 1) for k in names), _f(rest, 1), _f(sum(per.values()), 1)))
+    return table(("plan", *names, "other", "total"), rows)
+
+
 def ratios_table(result: dict[str, Any]) -> str:
     keys = ("ratio_vs_baseline", "ratio_vs_ceiling", "decode_ratio_vs_ceiling", "pipeline_efficiency")
     rows = [(plan, by, *(_f(result.get(prefix + k, {}).get(plan), 2) if prefix + k in result else "–"
@@ -128,6 +141,9 @@ def render(result: dict[str, Any]) -> str:
     parts = [header_lines(result), ray_idle_line(result), "\n", systems_table(result), "\n", ratios_table(result), "\n",
              f"Scaling ({result['scaling']['plan']} plan):\n\n", scaling_table(result), "\n",
              goals_table(result)]
+    procs = cpu_by_process_table(result)
+    if procs:
+        parts += ["\nclipstream end to end, CPU ms per sample by process (steady window):\n\n", procs]
     prof = profile_table(result)
     if prof:
         parts += ["\nWhere the decode worker's time goes (cProfile, own time):\n\n", prof]
