@@ -183,12 +183,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                                   weight_decay=run.train.weight_decay)
     step = 0
     delivered_before = config.get("delivered_before", [])
-    ckpt = ray.train.get_checkpoint()
+    # Only the checkpoint the driver resumed from (whose data position it planned with) is
+    # restored. Ray Train V2 would also hand back the latest checkpoint of a run folder that
+    # held a run before (ray.train.get_checkpoint()); a run started without --resume into
+    # such a folder starts fresh instead of training on with a model the plan knows nothing of.
     if config.get("resume_checkpoint"):
         step = _restore(config["resume_checkpoint"], model, optimizer)
-    elif ckpt is not None:
-        with ckpt.as_directory() as d:
-            step = _restore(d, model, optimizer)
 
     device = ray.train.torch.get_device()
     decoder = None

@@ -108,6 +108,19 @@ def test_a_steps_run_resumes_to_its_planned_sample_count() -> None:
     assert len(resumed.visits) == 33 and resumed.info["resume_padded"] == 1
 
 
+def test_cli_resume_writes_into_the_run_folder_and_max_errors_maps_to_the_budget() -> None:
+    import argparse
+
+    from pipelines.commands.pretrain import add_arguments, overrides
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    run = load_config(overrides=overrides(p.parse_args(["--resume", "runs/a", "--max-errors", "7"])))
+    assert run.train.out == "runs/a" and run.data.max_errors == 7
+    run = load_config(overrides=overrides(p.parse_args(["--resume", "runs/a", "--out", "runs/b"])))
+    assert run.train.out == "runs/b"
+
+
 # ------------------------------------------------------------------------- through Ray
 
 SPEC = SyntheticSpec(num_videos=10, num_frames=48, width=64, height=48, gop=12, seed=2,
