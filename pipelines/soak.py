@@ -1,0 +1,261 @@
+"""Decode soak: resident memory over thousands of samples, in-process and through Ray Data.
+
+    uv run python -m pipelines.soak --samples 5000 --out runs/soak
+
+Two passes over the same planned samples (VCOP clips from the synthetic videos, as the
+default run decodes them):
+
+- ``in-process``: the video stage and the assemble step called directly, batch after
+  batch, in this process (no Ray): the decode code alone;
+- ``ray``: the Ray Data graph of a run (``build_dataset``), streamed by this process; the
+  resident memory of every video-stage actor and of this driver, and the object store.
+
+Resident memory (``VmRSS`` from ``/proc``, Linux) is read every ``--every`` samples. A
+curve is *flat* when, after a warm-up of the first 10% of samples, a straight line through
+it rises by less than ``--tolerance-mb`` per 1000 samples. Example: 5000 samples, the
+video actor at 410 MB after warm-up and 414 MB at the end -> slope 1 MB per 1000: flat.
+Writes ``soak.json`` (every reading) and ``soak.png`` (the curves) into ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.config import DataConfig, StageConfig
+from pipelines.planner import Planner, Visit
+from pipelines.synthetic import SyntheticSpec, cache_dir, generate
+from workers.meta import VideoMeta
+
+WARMUP = 0.1
+
+
+def rss_mb(pid: int | None = None) -> float:
+    """Resident set size of a process in MB (``/proc/<pid>/status``); 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid or 'self'}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except FileNotFoundError:
+        pass
+    return 0.0
+
+
+@dataclass
+class Curve:
+    """Readings of one pass: samples done, seconds since the start, MB per series."""
+
+    samples: list[int] = field(default_factory=list)
+    t_s: list[float] = field(default_factory=list)
+    mb: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, done: int, t0: float, readings: dict[str, float]) -> None:
+        self.samples.append(done)
+        self.t_s.append(time.perf_counter() - t0)
+        for name, value in readings.items():
+            self.mb.setdefault(name, [0.0] * (len(self.samples) - 1)).append(value)
+        for series in self.mb.values():  # a series that stopped (an actor that went away)
+            series.extend([series[-1]] * (len(self.samples) - len(series)))
+
+
+def flatness(samples: Sequence[int], mb: Sequence[float], tolerance_mb: float) -> dict[str, Any]:
+    """Slope (MB per 1000 samples) of a line through the readings after the warm-up.
+
+    Example: readings 400, 402, 401, 403 MB at 1000..4000 samples -> slope 0.8, flat with a
+    tolerance of 5; ``growth_mb`` is the last reading minus the first after the warm-up.
+    """
+    x, y = np.asarray(samples, float), np.asarray(mb, float)
+    keep = x >= WARMUP * x.max() if x.size else x.astype(bool)
+    x, y = x[keep], y[keep]
+    slope = float(np.polyfit(x, y, 1)[0] * 1000) if x.size >= 3 else 0.0
+    growth = float(y[-1] - y[0]) if y.size else 0.0
+    return {"slope_mb_per_1000": round(slope, 3), "growth_mb": round(growth, 1),
+            "start_mb": round(float(y[0]), 1) if y.size else 0.0,
+            "end_mb": round(float(y[-1]), 1) if y.size else 0.0,
+            "peak_mb": round(float(y.max()), 1) if y.size else 0.0,
+            "flat": abs(slope) < tolerance_mb}
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def corpus(spec: SyntheticSpec) -> list[VideoMeta]:
+    """The synthetic videos of ``spec`` (cached), probed in this process."""
+    from workers.probe import probe
+
+    root = cache_dir() / spec.key() / "videos"
+    return [probe(str(p)) for p in generate(root, spec)]
+
+
+def plan(metas: Sequence[VideoMeta], n: int, data: DataConfig) -> tuple[list[Visit], list[Any]]:
+    """``n`` visits (as many epochs as it takes) and the tasks that planned them."""
+    planner = Planner(metas, {t: data.task_params.get(t, {}) for t in data.tasks},
+                      seed=data.seed, size=data.size)
+    visits: list[Visit] = []
+    epoch = 0
+    while len(visits) < n:
+        visits += planner.plan_epoch(epoch).visits
+        epoch += 1
+    return visits[:n], planner.tasks
+
+
+def batches(visits: Sequence[Visit], size: int) -> Iterator[dict[str, np.ndarray]]:
+    """The rows the Ray Data graph starts from, as numpy batches of ``size``."""
+    from workers.stage import encode_row
+
+    for i in range(0, len(visits), size):
+        rows = [encode_row(v.plans, v.metas) for v in visits[i:i + size]]
+        yield {k: np.array([r[k] for r in rows], dtype=object) for k in rows[0]}
+
+
+# ----------------------------------------------------------------------------- passes
+
+
+def soak_in_process(visits: Sequence[Visit], data: DataConfig, tasks: list[Any], every: int,
+                    log: Callable[[str], None]) -> Curve:
+    """Video stage then assemble, called in this process, batch after batch."""
+    from pipelines.dataset import AssembleStage
+    from workers.video_stage import VideoStage
+
+    stage, assemble = VideoStage(data, data.video), AssembleStage(tasks)
+    curve, t0, done, failed = Curve(), time.perf_counter(), 0, 0
+    curve.add(0, t0, {"in-process": rss_mb()})
+    for batch in batches(visits, data.video.batch_size):
+        out = assemble(stage(batch))
+        failed += int((~out["ok"]).sum())
+        done += len(out["ok"])
+        if done // every != (done - len(out["ok"])) // every:
+            curve.add(done, t0, {"in-process": rss_mb()})
+            log(f"in-process {done:6d} samples, {rss_mb():7.1f} MB")
+    if failed:
+        raise RuntimeError(f"{failed} samples failed to decode in the soak; it measures clean decodes")
+    return curve
+
+
+def soak_ray(visits: Sequence[Visit], data: DataConfig, tasks: list[Any], every: int,
+             log: Callable[[str], None]) -> Curve:
+    """The run's Ray Data graph, streamed by this process; actor pids come from the ledger."""
+    import ray
+
+    from pipelines.dataset import build_dataset
+    from pipelines.quarantine import start_ledger, stop_ledger
+
+    ledger = start_ledger()
+    curve, t0, done = Curve(), time.perf_counter(), 0
+    try:
+        ds = build_dataset(visits, data, tasks)
+        for batch in ds.iter_batches(batch_size=data.video.batch_size, prefetch_batches=2):
+            n = len(batch["sample_id"])
+            done += n
+            if done // every != (done - n) // every:
+                readings = {"driver": rss_mb()}
+                for pid in ray.get(ledger.actors.remote("video")):
+                    readings[f"video actor {pid}"] = rss_mb(pid)
+                readings["object store"] = plasma_mb()
+                curve.add(done, t0, readings)
+                log(f"ray {done:6d} samples, " + ", ".join(f"{k} {v:.0f} MB" for k, v in readings.items()))
+    finally:
+        stop_ledger()
+    return curve
+
+
+def plasma_mb() -> float:
+    """Object-store memory in use across the cluster (Ray's memory summary), in MB."""
+    import re
+
+    import ray
+    from ray._private.internal_api import memory_summary
+
+    text = memory_summary(ray.get_runtime_context().gcs_address, stats_only=True)
+    m = re.search(r"Plasma memory usage (\d+) MiB", text)
+    return float(m.group(1)) * 1.048576 if m else 0.0
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def plot(curves: dict[str, Curve], path: Path) -> None:
+    from pipelines._plots import figure, png_bytes
+
+    fig, axes = figure(width=9.0, height=3.4, ncols=len(curves))
+    axes = np.atleast_1d(axes)
+    for ax, (name, curve) in zip(axes, curves.items()):
+        for series, values in curve.mb.items():
+            ax.plot(curve.samples, values, label=series, lw=1.2)
+        ax.set_title(name)
+        ax.set_xlabel("samples decoded")
+        ax.set_ylabel("MB")
+        ax.set_ylim(bottom=0)
+        ax.legend(fontsize=7)
+    path.write_bytes(png_bytes(fig))
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    if Path("/proc/cpuinfo").exists():
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "")
+    return {"cpu": model or platform.processor(), "cores": os.cpu_count(),
+            "load_avg": [round(x, 1) for x in os.getloadavg()], "python": platform.python_version()}
+
+
+def summarize(curves: dict[str, Curve], tolerance_mb: float) -> dict[str, dict[str, Any]]:
+    return {name: {series: flatness(c.samples, values, tolerance_mb) for series, values in c.mb.items()}
+            for name, c in curves.items()}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m pipelines.soak", description=__doc__.split("\n")[0])
+    p.add_argument("--samples", type=int, default=5000, help="samples per pass")
+    p.add_argument("--every", type=int, default=100, help="read memory every N samples")
+    p.add_argument("--size", type=int, default=112, help="clip height and width")
+    p.add_argument("--passes", default="in-process,ray", help="which passes, comma-separated")
+    p.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local Ray")
+    p.add_argument("--tolerance-mb", type=float, default=5.0,
+                   help="flat: slope under this many MB per 1000 samples")
+    p.add_argument("--out", default="runs/soak")
+    args = p.parse_args(argv)
+
+    data = dataclasses.replace(DataConfig(), size=(args.size, args.size),
+                               video=StageConfig(batch_size=4, concurrency=(1, 1)))
+    visits, tasks = plan(corpus(SyntheticSpec()), args.samples, data)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    curves: dict[str, Curve] = {}
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    if "in-process" in args.passes:
+        curves["in-process"] = soak_in_process(visits, data, tasks, args.every, print)
+    if "ray" in args.passes:
+        from pipelines.runtime import init_ray
+
+        init_ray(num_cpus=args.num_cpus)
+        curves["ray"] = soak_ray(visits, data, tasks, args.every, print)
+    result = {"started": started, "machine": machine(), "samples": args.samples, "size": args.size,
+              "tasks": dict(data.tasks), "summary": summarize(curves, args.tolerance_mb),
+              "curves": {k: dataclasses.asdict(c) for k, c in curves.items()}}
+    (out / "soak.json").write_text(json.dumps(result, indent=1))
+    plot(curves, out / "soak.png")
+    for name, series in result["summary"].items():
+        for s, f in series.items():
+            print(f"{name:10s} {s:24s} {f['start_mb']:7.1f} -> {f['end_mb']:7.1f} MB "
+                  f"(peak {f['peak_mb']:.1f}), slope {f['slope_mb_per_1000']:+.2f} MB/1000 samples, "
+                  f"{'flat' if f['flat'] else 'GROWING'}")
+    print(f"wrote {out}/soak.json and {out}/soak.png")
+    flat = all(f["flat"] for series in result["summary"].values() for name, f in series.items()
+               if name != "object store")
+    return 0 if flat else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
