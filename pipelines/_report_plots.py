@@ -56,7 +56,11 @@ def throughput_stall_png(metrics: Mapping[str, Any]) -> bytes | None:
     ax1.plot(t, rate, color="tab:blue")
     ax1.set(xlabel="wall time (s)", ylabel="clips/s", title=f"throughput ({window}-step window)")
     ax1.set_ylim(bottom=0)
-    ax2.plot(t, 100 * stall, color="tab:red")
+    ax2.plot(t, 100 * stall, color="tab:red", label="per step (rank mean)")
+    timeline = [p for p in metrics.get("timeline") or [] if p.get("stall_10s") is not None]
+    if timeline:  # the driver's samples: the clock starts a little before the first step
+        ax2.plot([p["t"] for p in timeline], [100 * p["stall_10s"] for p in timeline],
+                 color="tab:purple", lw=0.8, label="last 10 s (driver)")
     ax2.axhline(5, color="grey", ls="--", lw=0.8, label="5% goal")
     ax2.set(xlabel="wall time (s)", ylabel="% of step time waiting for data", title="stall")
     ax2.set_ylim(0, 100)
@@ -106,23 +110,39 @@ def label_histogram_png(task: str, counts: Mapping[str, int]) -> bytes | None:
     return png_bytes(fig)
 
 
+# Per-stage series the actors figure draws besides the actor count, when recorded:
+# (key, y label, title); rows_per_s is preferred to the cumulative rows.
+STAGE_PANELS = (("rows_per_s", "rows/s", "rows per second per stage"),
+                ("rows", "rows", "rows done per stage"),
+                ("queued_after", "rows", "rows queued after each stage"))
+
+
+def _stage_panels(series: Mapping[str, Sequence[Mapping[str, Any]]]) -> list[tuple[str, str, str]]:
+    has = {key for pts in series.values() for p in pts for key in p}
+    panels = [p for p in STAGE_PANELS if p[0] in has]
+    if panels and panels[0][0] == "rows_per_s":
+        panels = [p for p in panels if p[0] != "rows"]
+    return panels
+
+
 def actors_png(stages: Mapping[str, Sequence[Mapping[str, Any]]]) -> bytes | None:
-    """Actor count of each stage over time (and rows done, when recorded)."""
+    """Actor count of each stage over time, with its throughput and queue when recorded."""
     series = {name: list(points) for name, points in (stages or {}).items() if points}
     if not series:
         return None
-    has_rows = any("rows" in p for pts in series.values() for p in pts)
-    fig, axes = figure(9.0 if has_rows else 6.0, 3.2, ncols=2 if has_rows else 1)
-    ax1 = axes[0] if has_rows else axes
+    panels = _stage_panels(series)
+    fig, axes = figure(4.5 * (1 + len(panels)), 3.2, ncols=1 + len(panels))
+    axes = list(axes) if panels else [axes]
     for name, pts in series.items():
         t = [float(p.get("t", i)) for i, p in enumerate(pts)]
-        ax1.step(t, [p.get("actors", 0) for p in pts], where="post", label=name)
-        if has_rows:
-            axes[1].plot(t, [p.get("rows", 0) for p in pts], label=name)
-    ax1.set(xlabel="time (s)", ylabel="actors", title="actors per stage")
-    ax1.set_ylim(bottom=0)
-    ax1.yaxis.get_major_locator().set_params(integer=True)
-    ax1.legend(loc="upper right", fontsize="small")
-    if has_rows:
-        axes[1].set(xlabel="time (s)", ylabel="rows", title="rows done per stage")
+        axes[0].step(t, [p.get("actors", 0) for p in pts], where="post", label=name)
+        for ax, (key, _, _) in zip(axes[1:], panels):
+            ax.plot(t, [p.get(key, 0) for p in pts], label=name)
+    axes[0].set(xlabel="time (s)", ylabel="actors", title="actors per stage")
+    axes[0].set_ylim(bottom=0)
+    axes[0].yaxis.get_major_locator().set_params(integer=True)
+    axes[0].legend(loc="upper right", fontsize="small")
+    for ax, (_, ylabel, title) in zip(axes[1:], panels):
+        ax.set(xlabel="time (s)", ylabel=ylabel, title=title)
+        ax.set_ylim(bottom=0)
     return png_bytes(fig)

@@ -6,8 +6,9 @@
 Everything the page shows comes from ``metrics.json`` (see :mod:`pipelines.train`): throughput
 and stall over time (``step_wait_s``/``step_compute_s``), loss curves (``loss``, and per task
 under ``task_loss`` when recorded), label histograms (``label_histogram``), actors per stage
-over time (``stages``: ``{name: [{"t": s, "actors": n, "rows": r}, ...]}``, optional), the
-failed samples (``failed``) and the sample accounting (``samples``). Plots are PNGs embedded
+over time (``stages``: ``{name: [{"t": s, "actors": n, "rows_per_s": r, "queued_after": q},
+...]}``, optional) with the autoscaler's decisions (``scaling``), the failed samples
+(``failed``), decoder crashes (``decode_crashes``) and the sample accounting (``samples``). Plots are PNGs embedded
 as base64 and the style sheet is inline, so the file can be mailed or attached to a ticket
 and still show everything: it references no other file and nothing on the network.
 """
@@ -76,8 +77,10 @@ def render_report(metrics: Mapping[str, Any], *, title: str = "clipstream run") 
         _section("Labels", label_sections(metrics.get("label_histogram") or {},
                                           metrics.get("label_checks") or [])),
         _section("Actors per stage", _image(plots.actors_png(metrics.get("stages") or {}),
-                                            "actors per stage")),
-        _section("Errors and quarantines", failures_html(metrics.get("failed") or [])),
+                                            "actors per stage")
+                 + scaling_html(metrics.get("scaling"))),
+        _section("Errors and quarantines", failures_html(metrics.get("failed") or [])
+                 + crashes_html(metrics.get("decode_crashes"))),
         _section("Sample accounting", accounting_table(metrics.get("samples") or {},
                                                        metrics.get("repeats_dropped"))),
         _section("Configuration", _config_html(metrics.get("config"))),
@@ -126,6 +129,26 @@ def label_sections(histograms: Mapping[str, Mapping[str, int]],
         parts.append(_table(("label", "samples", "share"),
                             [(k, v, _pct(v / total if total else 0.0)) for k, v in counts.items()]))
     return "".join(parts)
+
+
+def scaling_html(decisions: Any) -> str:
+    """The autoscaler's decisions (upscales, downscales, vetoes), if the run made any."""
+    if not isinstance(decisions, list) or not decisions:
+        return "<p class=\"muted\">No scaling decisions were recorded.</p>"
+    return "<h3>Scaling decisions</h3>" + _table(
+        ("t (s)", "stage", "change", "reason", "stall"),
+        [(d.get("t"), d.get("stage"), d.get("delta"), d.get("reason"),
+          _pct(d["stall"]) if d.get("stall") is not None else "") for d in decisions])
+
+
+def crashes_html(crashes: Any) -> str:
+    """Samples retried or quarantined after they killed a decoder process."""
+    if not isinstance(crashes, Mapping) or not crashes:
+        return ""
+    rows = [(k.replace("_", " "),
+             ", ".join(f"{a}: {n}" for a, n in v.items()) if isinstance(v, Mapping) else v)
+            for k, v in crashes.items()]
+    return "<h3>Decoder crashes</h3>" + _table(("", "value"), rows)
 
 
 def failures_html(failed: Sequence[Mapping[str, Any]]) -> str:

@@ -37,11 +37,18 @@ def fake_metrics(steps: int = 60, *, stages: bool = True) -> dict:
         "repeats_dropped": 2, "failed": failed,
         "config": {"train": {"batch_size": 4, "workers": 2}, "data": {"size": [112, 112]}},
     }
-    if stages:
+    if stages:  # as pipelines.telemetry.Monitor.per_stage writes them
         metrics["stages"] = {
-            "video": [{"t": float(t), "actors": 1 + (t > 5) + (t > 10), "rows": 20 * t} for t in range(20)],
-            "assemble": [{"t": float(t), "actors": 1, "rows": 19 * t} for t in range(20)],
+            "video": [{"t": float(t), "actors": 1 + (t > 5) + (t > 10), "rows": 20 * t,
+                       "rows_per_s": 20.0, "errors": 0, "queued_after": 3.0} for t in range(20)],
+            "assemble": [{"t": float(t), "actors": 1, "rows": 19 * t, "rows_per_s": 19.0,
+                          "errors": 0, "queued_after": 1.0} for t in range(20)],
         }
+        metrics["scaling"] = [{"t": 6.1, "stage": "video", "delta": 1, "reason": "stall 31% > 5%",
+                               "stall": 0.31}]
+        metrics["decode_crashes"] = {"retried_after_death": 1, "quarantined_after_deaths": 0,
+                                     "actors_seen": {"video": 3}}
+        metrics["timeline"] = [{"t": float(t), "stall_10s": 0.5 if t < 6 else 0.03} for t in range(20)]
     return metrics
 
 
@@ -78,6 +85,8 @@ def test_report_holds_accounting_and_errors(tmp_path: Path) -> None:
     assert "moov atom not found &lt;b&gt;" in html  # error text is escaped, not markup
     assert "2 failed sample(s) from 2 video(s)" in html
     assert "differ from the plan" in html
+    assert "<td>retried after death</td><td class=\"num\">1</td>" in html
+    assert "stall 31% &gt; 5%" in html  # the autoscaler's decision, escaped
 
 
 def test_report_without_optional_keys(tmp_path: Path) -> None:
@@ -86,6 +95,7 @@ def test_report_without_optional_keys(tmp_path: Path) -> None:
     html = _html(tmp_path, m)
     assert "Not recorded in this run's metrics (actors per stage)" in html
     assert "No sample failed to decode" in html
+    assert "No scaling decisions were recorded" in html
     assert len(re.findall(r"data:image/png;base64,", html)) == 4
 
 
