@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
+from typing import Any
 
 MIN_LOCAL_CPUS = 4
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"
@@ -47,11 +49,21 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: 
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     if address in (None, "local"):
         cpus = num_cpus or max(MIN_LOCAL_CPUS, os.cpu_count() or 1)
-        # The dashboard serves Ray's state API, which Ray Train polls; loopback only.
-        ray.init(num_cpus=cpus, include_dashboard=True, dashboard_host="127.0.0.1",
-                 log_to_driver=not quiet,
-                 configure_logging=True, logging_level=logging.ERROR if quiet else logging.WARNING,
-                 runtime_env=runtime_env)
+        # The dashboard serves Ray's state API, which Ray Train polls; loopback only. On a
+        # machine too loaded for it to start in time, run without it (Ray Train then logs
+        # that its state API is unavailable, and trains all the same).
+        kwargs: dict[str, Any] = dict(num_cpus=cpus, log_to_driver=not quiet, configure_logging=True,
+                      logging_level=logging.ERROR if quiet else logging.WARNING,
+                      runtime_env=runtime_env)
+        try:
+            ray.init(include_dashboard=True, dashboard_host="127.0.0.1", **kwargs)
+        except Exception as e:  # noqa: BLE001  Ray raises a bare Exception for this
+            if "dashboard" not in str(e).lower() and "api server" not in str(e).lower():
+                raise
+            ray.shutdown()
+            print(f"Ray's dashboard did not start ({str(e).strip()[:120]}); "
+                  "starting without it", file=sys.stderr, flush=True)
+            ray.init(include_dashboard=False, **kwargs)
         return
     use_token_auth()
     ray.init(address=address, log_to_driver=not quiet, runtime_env=runtime_env)
