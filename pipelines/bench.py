@@ -163,6 +163,13 @@ class Bench:
             return measure(self.runners["pool"], "ceiling", uris=self.uris, procs=CORES)
         raise ValueError(f"system ({system!r}) must be one of {', '.join((*SYSTEMS, 'ceiling'))}")
 
+    def keep(self, row: dict) -> dict:
+        """Append a raw measurement to ``raw.jsonl`` as soon as it is taken, so a run that is
+        stopped part-way (a shared machine, a killed job) still leaves what it measured."""
+        with open(Path(self.cfg.out) / "raw.jsonl", "a") as f:
+            f.write(json.dumps({k: v for k, v in row.items() if k != "stats"}, default=str) + "\n")
+        return row
+
     def warm_up(self) -> None:
         """One discarded pass of every system and plan: imports, Ray's workers, file cache."""
         self.log("warm-up (discarded)")
@@ -176,13 +183,13 @@ class Bench:
         out = []
         for r in range(self.cfg.rounds):
             ceiling = self.run("ceiling", self.cfg.plans[0])
-            out.append({"round": r, "system": "ceiling", "plan": None, **ceiling})
+            out.append(self.keep({"round": r, "system": "ceiling", "plan": None, **ceiling}))
             self.log(f"round {r + 1}/{self.cfg.rounds}: ceiling {summary.line(ceiling, 'ceiling')}")
             for plan in self.cfg.plans:
                 order = SYSTEMS[r % len(SYSTEMS):] + SYSTEMS[:r % len(SYSTEMS)]
                 for system in order:
                     res = self.run(system, plan)
-                    out.append({"round": r, "system": system, "plan": plan, **res})
+                    out.append(self.keep({"round": r, "system": system, "plan": plan, **res}))
                     self.log(f"round {r + 1}/{self.cfg.rounds}: {plan:6s} {system:10s} "
                              f"{summary.line(res, system)}")
         return out
@@ -195,7 +202,7 @@ class Bench:
             for k in ks[r % len(ks):] + ks[:r % len(ks)]:
                 for system in ("clipstream", "inprocess"):
                     res = self.run(system, self.cfg.scaling_plan, actors=k)
-                    out.append({"round": r, "system": system, "actors": k, **res})
+                    out.append(self.keep({"round": r, "system": system, "actors": k, **res}))
                     self.log(f"scaling round {r + 1}: {k} actor(s) {system:10s} {summary.line(res, system)}")
         return out
 
@@ -230,6 +237,7 @@ def run_bench(cfg: BenchConfig, *, command: str = "clipstream bench",
     ``bench.md`` into ``cfg.out``, and return the result (what bench.json holds)."""
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    (out / "raw.jsonl").unlink(missing_ok=True)
     t0, load0 = time.monotonic(), os.getloadavg()[0]
     bench = Bench(cfg, log)
     try:
