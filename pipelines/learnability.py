@@ -13,8 +13,8 @@ uniform labels, the majority class's share for an unbalanced one (Shuffle & Lear
 negatives). The held-out pool's own majority share is recorded beside it, since a finite pool
 is never exactly balanced; a task "beats chance" when it beats both.
 
-    uv run python -m pipelines.learnability --steps 200 --out learnability.json \\
-        --markdown docs/benchmarks.md
+    uv run python -m pipelines.learnability --models tiny3d tiny3d_spatial \\
+        --out docs/learnability.json --markdown docs/benchmarks.md
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -69,12 +69,12 @@ class LearnConfig:
         threads: torch intra-op threads (1 keeps a shared machine's cores for others).
     """
 
-    steps: int = 200
+    steps: int = 300
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    train_n: int = 256
-    eval_n: int = 128
+    train_n: int = 1024
+    eval_n: int = 256
     size: tuple[int, int] = (64, 64)
     seed: int = 0
     eval_seed: int = 10_000
@@ -84,10 +84,11 @@ class LearnConfig:
         for name in ("steps", "batch_size", "train_n", "eval_n", "threads"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} ({getattr(self, name)}) must be >= 1")
-        if self.eval_seed <= self.seed + self.train_n:
-            # sample_items plans seeds seed, seed + 1, ... until it has train_n samples
-            raise ValueError(f"eval_seed ({self.eval_seed}) must be > seed + train_n "
-                             f"({self.seed + self.train_n}) so the pools never share a plan")
+        last = self.seed + seed_span(self.train_n)
+        if self.eval_seed < last:
+            raise ValueError(f"eval_seed ({self.eval_seed}) must be >= {last}, the end of the "
+                             f"seeds the {self.train_n} training samples are planned from, so "
+                             "the pools never share a plan")
 
 
 def dataset_spec() -> SyntheticSpec:
@@ -114,11 +115,21 @@ def build_manifest(root: Path, spec: SyntheticSpec) -> Path:
 
 Pool = dict[str, torch.Tensor]
 VIDEO_CLASS = "video_class"
+CHUNK = 64  # samples decoded at a time, so a pool never holds its decode buffers all at once
+SEEDS_PER_CHUNK = 64  # sample_items plans at most this many seeds for one call
+
+
+def seed_span(n: int) -> int:
+    """Planner seeds a pool of ``n`` samples may use: chunk i plans from ``seed + 64 * i``
+    (and the next seeds while one epoch of the manifest does not give it ``CHUNK`` samples).
+    Example: 1024 samples -> 16 chunks -> seeds seed .. seed + 1023."""
+    return -(-n // CHUNK) * SEEDS_PER_CHUNK
 
 
 def decode_pool(task: str, params: Mapping[str, Any], manifest: Path, n: int, seed: int,
                 size: tuple[int, int]) -> tuple[Pool, int]:
-    """``n`` samples of ``task`` planned from ``seed`` on, decoded and assembled once.
+    """``n`` samples of ``task`` planned from ``seed`` on, decoded and assembled once, in
+    chunks of ``CHUNK`` (see :func:`seed_span`).
 
     Returns:
         The task's outputs stacked as tensors (B leading), and how many samples failed to
@@ -126,15 +137,22 @@ def decode_pool(task: str, params: Mapping[str, Any], manifest: Path, n: int, se
     """
     from pipelines.preview import sample_items
 
-    items = sample_items(task, manifest=manifest, n=n, seed=seed, params=params, size=size)
-    good = [it for it in items if not it.error]
-    if not good:
-        raise RuntimeError(f"{task}: no sample of {n} decoded: {items[0].error}")
-    pool = {k: torch.from_numpy(np.stack([it.arrays[k] for it in good])) for k in good[0].arrays}
-    # The video's own class (its kind of motion), to break accuracy down by it; the
-    # objectives read only the task's keys.
-    pool[VIDEO_CLASS] = torch.tensor([it.meta.label_id for it in good], dtype=torch.int64)
-    return pool, len(items) - len(good)
+    parts: list[Pool] = []
+    failed = 0
+    for i, start in enumerate(range(0, n, CHUNK)):
+        items = sample_items(task, manifest=manifest, n=min(CHUNK, n - start),
+                             seed=seed + SEEDS_PER_CHUNK * i, params=params, size=size)
+        good = [it for it in items if not it.error]
+        failed += len(items) - len(good)
+        if good:
+            part = {k: torch.from_numpy(np.stack([it.arrays[k] for it in good])) for k in good[0].arrays}
+            # The video's own class (its kind of motion), to break accuracy down by it; the
+            # objectives read only the task's keys.
+            part[VIDEO_CLASS] = torch.tensor([it.meta.label_id for it in good], dtype=torch.int64)
+            parts.append(part)
+    if not parts:
+        raise RuntimeError(f"{task}: none of {n} samples decoded")
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}, failed
 
 
 def batches(n: int, batch_size: int, steps: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
@@ -487,10 +505,12 @@ def write_section(path: Path, text: str) -> None:
 
 def run(tasks: Sequence[str], cfg: LearnConfig, data: Path, command: str, *,
         params: Mapping[str, Mapping[str, Any]] | None = None,
-        variants: Sequence[str] = ("tiny3d",), log: Any = sys.stderr) -> dict[str, Any]:
+        variants: Sequence[str] = ("tiny3d",), log: Any = sys.stderr,
+        save: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Measure ``tasks`` in order on the dataset under ``data``; the JSON-ready report.
 
     ``variants`` apply to the classification tasks; the others train the shipped model only.
+    ``save`` gets the report so far after every task (a long run keeps what it measured).
     """
     torch.set_num_threads(cfg.threads)
     spec = dataset_spec()
@@ -508,6 +528,8 @@ def run(tasks: Sequence[str], cfg: LearnConfig, data: Path, command: str, *,
                     spec.classes[k]: v for k, v in by_class.items()}
             report["tasks"].append(record)
             print(_summary(record), file=log, flush=True)
+        if save is not None:
+            save(report)
     report["runtime_s"] = round(time.perf_counter() - start, 1)
     report["cpu_s"] = round(time.process_time() - cpu, 1)
     return report
@@ -576,10 +598,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                       seed=args.seed, threads=args.threads)
     data = args.data or cache_dir() / "learnability" / dataset_spec().key()
     command = "uv run python -m pipelines.learnability " + " ".join(argv)
-    report = run(args.tasks, cfg, data, command.strip(), params=parse_params(args.param),
-                 variants=args.models)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+    def save(report: dict[str, Any]) -> None:
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+
+    report = run(args.tasks, cfg, data, command.strip(), params=parse_params(args.param),
+                 variants=args.models, save=save)
+    save(report)
     if args.markdown:
         write_section(args.markdown, markdown(report))
     return 0
