@@ -166,8 +166,8 @@ class TreeSampler:
             now, cpu = time.monotonic(), cpu_seconds(pid)
             if cpu is None:
                 continue
-            if pid not in self.names:
-                self.names[pid] = "driver" if pid == self.root else process_name(pid)
+            # Read every time: a Ray worker takes its actor's title only once it hosts one.
+            self.names[pid] = "driver" if pid == self.root else process_name(pid)
             s = self.series[pid]
             s.t.append(now)
             s.cpu.append(cpu)
