@@ -167,7 +167,9 @@ class TreeSampler:
             if cpu is None:
                 continue
             # Read every time: a Ray worker takes its actor's title only once it hosts one.
-            self.names[pid] = "driver" if pid == self.root else process_name(pid)
+            name = "driver" if pid == self.root else process_name(pid)
+            if name != "?" or pid not in self.names:  # "?": it exited meanwhile
+                self.names[pid] = name
             s = self.series[pid]
             s.t.append(now)
             s.cpu.append(cpu)
