@@ -21,14 +21,21 @@ def serve(conn: Connection) -> None:
     from pipelines import _bench_systems
 
     while True:
-        message = conn.recv()
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):  # the benchmark process is gone: stop, do not linger
+            break
         if message is None:
             break
         name, kwargs = message
         try:
-            conn.send(("ok", getattr(_bench_systems, name)(**kwargs)))
+            reply = ("ok", getattr(_bench_systems, name)(**kwargs))
         except Exception:  # noqa: BLE001  sent back and raised in the driver, with the traceback
-            conn.send(("error", traceback.format_exc()))
+            reply = ("error", traceback.format_exc())
+        try:
+            conn.send(reply)
+        except (BrokenPipeError, OSError):
+            break
     try:
         import ray
 
