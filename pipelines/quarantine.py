@@ -237,7 +237,9 @@ def start_ledger(max_crashes: int = MAX_CRASHES) -> Any:
     import ray
 
     stop_ledger()
-    actor = ray.remote(num_cpus=0, max_restarts=0)(CrashLedger)
+    # Restarted if its process dies: the counts start over (a crashing file then gets
+    # max_crashes more tries), which is better than failing every stage that asks it.
+    actor = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)(CrashLedger)
     return actor.options(name=LEDGER_NAME).remote(max_crashes)
 
 

@@ -158,7 +158,9 @@ def soak_ray(visits: Sequence[Visit], data: DataConfig, tasks: list[Any], every:
         for batch in ds.iter_batches(batch_size=data.video.batch_size, prefetch_batches=2):
             n = len(batch["sample_id"])
             done += n
-            if done // every != (done - n) // every:
+            # Not at the last batch: by then Ray Data is releasing the actors it no longer
+            # needs, and a process on its way out is not a reading of the steady state.
+            if done // every != (done - n) // every and done < len(visits):
                 readings = {"driver": rss_mb()}
                 for pid in ray.get(ledger.actors.remote("video")):
                     readings[f"video actor {pid}"] = rss_mb(pid)
