@@ -189,6 +189,11 @@ class TreeSampler:
         return dict(out)
 
     def peak_memory(self, t0: float = float("-inf"), t1: float = float("inf")) -> tuple[int, int]:
-        """The largest tree PSS and tree RSS sampled in [t0, t1] (bytes)."""
+        """The largest tree PSS and tree RSS sampled in [t0, t1] (bytes). A window shorter
+        than the sampling interval holds no sample: then the samples on either side of it."""
         inside = [(p, r) for t, p, r in self.memory if t0 <= t <= t1]
+        if not inside:
+            before = [(t, p, r) for t, p, r in self.memory if t < t0][-1:]
+            after = [(t, p, r) for t, p, r in self.memory if t > t1][:1]
+            inside = [(p, r) for _, p, r in before + after]
         return max((p for p, _ in inside), default=0), max((r for _, r in inside), default=0)

@@ -6,8 +6,9 @@
 Everything the page shows comes from ``metrics.json`` (see :mod:`pipelines.train`): throughput
 and stall over time (``step_wait_s``/``step_compute_s``), loss curves (``loss``, and per task
 under ``task_loss`` when recorded), label histograms (``label_histogram``), actors per stage
-over time (``stages``: ``{name: [{"t": s, "actors": n, "rows_per_s": r, "queued_after": q},
-...]}``, optional) with the autoscaler's decisions (``scaling``), the failed samples
+over time (``stages``: ``{name: [{"t": s, "actors": n, "actors_seen": m, "rows_per_s": r,
+"queued_after": q}, ...]}``, optional; ``actors``: reporting in the last seconds,
+``actors_seen``: every actor that has reported so far) with the autoscaler's decisions (``scaling``), the failed samples
 (``failed``), decoder crashes (``decode_crashes``) and the sample accounting (``samples``). Plots are PNGs embedded
 as base64 and the style sheet is inline, so the file can be mailed or attached to a ticket
 and still show everything: it references no other file and nothing on the network.

@@ -74,7 +74,7 @@ class TelemetrySink:
     def snapshot(self) -> dict[str, Any]:
         totals = {
             name: {k: sum(a.get(k, 0.0) for a in actors.values()) for k in ("rows", "errors", "busy_s")}
-            | {"actors": self.alive(name)}
+            | {"actors": self.alive(name), "actors_seen": len(actors)}
             for name, actors in self.stages.items()
         }
         trainer = {k: sum(r.get(k, 0.0) for r in self.ranks.values())
@@ -224,10 +224,12 @@ class Monitor:
                  "trainer": snap["trainer"], "stages": {}}
         names = self.stages
         for i, name in enumerate(names):
-            s = snap["stages"].get(name, {"rows": 0.0, "errors": 0.0, "busy_s": 0.0, "actors": 0})
+            s = snap["stages"].get(name, {"rows": 0.0, "errors": 0.0, "busy_s": 0.0, "actors": 0,
+                                          "actors_seen": 0})
             downstream = (snap["stages"].get(names[i + 1], {}).get("rows", 0.0)
                           if i + 1 < len(names) else snap["trainer"].get("rows", 0.0))
-            point["stages"][name] = {"actors": s["actors"], "rows": s["rows"],
+            point["stages"][name] = {"actors": s["actors"], "actors_seen": s["actors_seen"],
+                                     "rows": s["rows"],
                                      "errors": s["errors"], "busy_s": s["busy_s"],
                                      "queued_after": max(0.0, s["rows"] - downstream)}
         self.timeline.append(point)
@@ -240,7 +242,8 @@ class Monitor:
             for name, s in p["stages"].items():
                 t0, r0 = prev.get(name, (0.0, 0.0))
                 rate = (s["rows"] - r0) / (p["t"] - t0) if p["t"] > t0 else 0.0
-                out[name].append({"t": p["t"], "actors": s["actors"], "rows": s["rows"],
+                out[name].append({"t": p["t"], "actors": s["actors"],
+                                  "actors_seen": s.get("actors_seen", 0), "rows": s["rows"],
                                   "rows_per_s": rate, "errors": s["errors"],
                                   "queued_after": s["queued_after"]})
                 prev[name] = (p["t"], s["rows"])

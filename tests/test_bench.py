@@ -13,7 +13,7 @@ import pytest
 
 from pipelines._bench_baseline import decode_span
 from pipelines._bench_corpus import PLANS, CorpusSpec, corpus, plan_samples
-from pipelines._bench_monitor import Series
+from pipelines._bench_monitor import Series, TreeSampler
 from pipelines.cli import main
 from workers.decode import open_video
 
@@ -23,6 +23,15 @@ def test_cpu_series_interpolates_and_keeps_exited_processes() -> None:
     assert s.at(0.5) == 0.0  # not yet born
     assert s.at(1.5) == pytest.approx(0.75)
     assert s.at(9.0) == 2.0  # exited: keeps its last CPU
+
+
+def test_peak_memory_of_a_window_between_two_samples_uses_its_neighbours() -> None:
+    s = TreeSampler(root=0)
+    s.memory = [(0.0, 10, 20), (1.0, 30, 40), (2.0, 50, 60)]
+    assert s.peak_memory(0.5, 1.5) == (30, 40)
+    assert s.peak_memory(1.2, 1.4) == (50, 60)  # nothing inside: the samples either side
+    assert s.peak_memory(3.0, 4.0) == (50, 60)
+    assert TreeSampler(root=0).peak_memory() == (0, 0)
 
 
 def test_plans_have_the_promised_shapes(tmp_path: Path) -> None:

@@ -175,29 +175,46 @@ def _pids_with_token(token: str) -> list[int]:
     return pids
 
 
-def _stop_head(proc: subprocess.Popen[bytes], token: str) -> list[int]:
-    """Stop the head's process group; returns the pids that had to be killed afterwards."""
-    for sig, wait_s in ((signal.SIGTERM, STOP_TIMEOUT_S), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            proc.wait(timeout=wait_s)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    # Job drivers live in their own sessions; Ray's watcher kills each within a second
-    # or so of its supervisor's death. Anything still there after that is a leak.
-    deadline = time.monotonic() + 15
-    while (left := _pids_with_token(token)) and time.monotonic() < deadline:
+def _describe(pid: int) -> str:
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        pgid = os.getpgid(pid)
+    except (OSError, ProcessLookupError):
+        return f"{pid} (gone)"
+    return f"{pid} (pgid {pgid}): {cmd[:200]}"
+
+
+def _stop_head(proc: subprocess.Popen[bytes], token: str) -> list[str]:
+    """Stop the head and everything it started; returns the processes outside the head's
+    process group (job drivers in sessions of their own) that outlived it and were killed.
+
+    The whole group gets SIGTERM and, whatever is left after STOP_TIMEOUT_S, SIGKILL (a
+    member of the group still shutting down is slow, not leaked). Job drivers are the
+    watcher's to stop: Ray kills each within seconds of its supervisor's death, so one
+    still there after STOP_TIMEOUT_S is a leak."""
+    group = proc.pid
+    try:
+        os.killpg(group, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + STOP_TIMEOUT_S
+    while _pids_with_token(token) and time.monotonic() < deadline:
         time.sleep(0.5)
-    for pid in left:
+    try:
+        os.killpg(group, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+    leaked = []
+    for pid in _pids_with_token(token):
+        described = _describe(pid)
         try:
+            if os.getpgid(pid) != group:
+                leaked.append(described)
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    return left
+    return leaked
 
 
 @pytest.fixture(scope="module")

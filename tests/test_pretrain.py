@@ -96,7 +96,8 @@ def test_one_decode_feeds_two_tasks_through_stages_of_their_own(ray_local, tmp_p
     assert set(metrics["task_loss"]) == {"avc", "motion_context"}
     assert sum(metrics["label_histogram"]["avc"].values()) == 16
     assert metrics["config"]["data"]["audio"]["backend"] == "dali"
-    actors = {name: max(p["actors"] for p in points) for name, points in metrics["stages"].items()}
+    # Every actor that ever reported (the number alive at each sample is a timing matter).
+    actors = {name: points[-1]["actors_seen"] for name, points in metrics["stages"].items()}
     assert actors["motion"] == 2 and actors["video"] == 1 and actors["audio"] == 1, actors
 
 
