@@ -288,12 +288,27 @@ def test_failed_job_fails_the_command(head: Head) -> None:
     assert f"{_job_id(result)} FAILED" in result.stderr
 
 
+def _wait_for_log_line(head: Head, job: str, line: str, timeout_s: float = 120) -> None:
+    from ray.job_submission import JobSubmissionClient
+
+    client = JobSubmissionClient(head.address, headers={"Authorization": f"Bearer {head.token}"})
+    deadline = time.monotonic() + timeout_s
+    while line not in client.get_job_logs(job):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job} printed no {line!r} in {timeout_s} s")
+        time.sleep(1)
+
+
 def test_no_wait_then_stop(head: Head) -> None:
-    result = clipstream(head, "submit", "--address", head.address, "--no-wait", "--raw",
-                        "--", "python", "-c", "import time; time.sleep(600)", timeout=120)
+    result = clipstream(head, "submit", "--address", head.address, "--no-wait", "--raw", "--",
+                        "python", "-c", "print('started', flush=True); import time; time.sleep(600)",
+                        timeout=120)
     assert result.returncode == 0, result.stderr
     job = _job_id(result)
     assert result.stdout.strip() == job, "with --no-wait only the job id goes to stdout"
+    # Stop a job that runs: Ray marks a job RUNNING before its shell has forked the driver,
+    # and a stop in that gap signals the shell alone, orphaning the driver it then forks.
+    _wait_for_log_line(head, job, "started")
     stopped = clipstream(head, "stop", job, "--address", head.address, "--wait",
                          "--timeout", "120", timeout=180)
     assert stopped.returncode == 0, stopped.stderr
