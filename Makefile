@@ -16,7 +16,8 @@ demo: setup
 	$(RUN) clipstream pretrain --epochs 3 --out runs/demo
 
 test: setup
-	$(RUN) pytest -q
+	$(RUN) ruff check pipelines workers models tests
+	$(RUN) pytest -q --durations=15
 
 test-fast: setup
 	$(RUN) pytest -q -m "not slow and not ray"

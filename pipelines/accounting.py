@@ -11,7 +11,7 @@ id; ``missing`` counts planned ids never delivered; ``unexpected`` counts ids no
 from __future__ import annotations
 
 from collections import Counter
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 
 def id_ranges(ids: Iterable[int]) -> list[list[int]]:

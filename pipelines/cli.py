@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "index": ("pipelines.commands.index", "probe videos into a Parquet manifest"),

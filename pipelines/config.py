@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence, get_args, get_origin
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 

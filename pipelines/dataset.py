@@ -8,7 +8,7 @@ trainers. Stages a run does not need (no task reads audio, say) are left out of 
 from __future__ import annotations
 
 import pickle
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

@@ -52,12 +52,12 @@ def init_ray(address: str | None = None, *, num_cpus: int | None = None, quiet: 
         # The dashboard serves Ray's state API, which Ray Train polls; loopback only. On a
         # machine too loaded for it to start in time, run without it (Ray Train then logs
         # that its state API is unavailable, and trains all the same).
-        kwargs: dict[str, Any] = dict(num_cpus=cpus, log_to_driver=not quiet, configure_logging=True,
-                      logging_level=logging.ERROR if quiet else logging.WARNING,
-                      runtime_env=runtime_env)
+        kwargs: dict[str, Any] = {
+            "num_cpus": cpus, "log_to_driver": not quiet, "configure_logging": True,
+            "logging_level": logging.ERROR if quiet else logging.WARNING, "runtime_env": runtime_env}
         try:
             ray.init(include_dashboard=True, dashboard_host="127.0.0.1", **kwargs)
-        except Exception as e:  # noqa: BLE001  Ray raises a bare Exception for this
+        except Exception as e:
             if "dashboard" not in str(e).lower() and "api server" not in str(e).lower():
                 raise
             ray.shutdown()

@@ -68,7 +68,7 @@ def _create(topology, resource_manager, config):
                     if self._sink is None:
                         self._sink = ray.get_actor(os.environ[ENV_SINK], namespace=NAMESPACE)
                     self._stall = ray.get(self._sink.stall.remote(10.0), timeout=2)
-                except Exception:  # no reading this second: keep the last one
+                except Exception:  # noqa: BLE001, S110 - no reading this second: keep the last one
                     pass
             return self._stall
 

@@ -20,7 +20,8 @@ import os
 import threading
 import time
 from collections import deque
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any, Self
 
 NAMESPACE = "clipstream"
 ENV_SINK = "CLIPSTREAM_TELEMETRY"
@@ -196,7 +197,7 @@ class Monitor:
         self._thread = threading.Thread(target=self._run, name="clipstream-monitor", daemon=True)
         self._t0 = time.time()
 
-    def __enter__(self) -> "Monitor":
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -213,7 +214,7 @@ class Monitor:
         while not self._stop.wait(self.every_s):
             try:
                 self.sample()
-            except Exception:  # a missed sample is a gap in a plot, never a failed run
+            except Exception:  # noqa: BLE001, S112 - a missed sample is a gap in a plot, never a failed run
                 continue
 
     def sample(self) -> None:

@@ -26,7 +26,7 @@ def _has_gpu() -> bool:
         import torch
 
         return torch.cuda.is_available()
-    except Exception:
+    except (ImportError, RuntimeError):
         return False
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 
 def video_id_of(uri: str) -> int:
@@ -56,7 +57,7 @@ class VideoMeta:
     pix_fmt: str = ""
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> "VideoMeta":
+    def from_row(cls, row: Mapping[str, Any]) -> VideoMeta:
         """Build from a manifest row (a dict from pyarrow's ``to_pylist``); unknown keys are ignored."""
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in row.items() if k in names and v is not None}

@@ -7,8 +7,9 @@ windows a sample needs, and the pseudo-label; decode workers fetch exactly those
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol, Sequence
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 
@@ -119,7 +120,7 @@ class Task:
     ) -> SamplePlan | None:
         raise NotImplementedError
 
-    def assemble(self, decoded: "Decoded", plan: SamplePlan) -> dict[str, np.ndarray]:
+    def assemble(self, decoded: Decoded, plan: SamplePlan) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
     def label_names(self) -> Sequence[str]:

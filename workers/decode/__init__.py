@@ -8,7 +8,8 @@
 
 from __future__ import annotations
 
-from typing import Literal, Protocol, Sequence, runtime_checkable
+from collections.abc import Sequence
+from typing import Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 
@@ -39,7 +40,7 @@ class VideoReader(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> "VideoReader": ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(self, *exc: object) -> None: ...
 
