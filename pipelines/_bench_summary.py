@@ -3,7 +3,8 @@
 Definitions (per plan, every figure the median over rounds, ratios the median of the
 per-round ratios, since the systems of one round ran under the same background load):
 
-- ``clips_per_s``: samples per second in the steady window (see :func:`steady_window`). A
+- ``clips_per_s``: samples per second in the steady window (see :func:`steady_window` and
+  :func:`steady_rate`). A
   sample is what the trainer consumes as one row: one 16-frame clip (dense), three (vcop),
   8 spread frames (sparse). For the ceiling: frames/s / 16.
 - ``frames_per_s``: delivered frames per second; ``decoded_per_delivered``: frames the
@@ -71,6 +72,27 @@ def steady_window(raw: dict[str, Any]) -> tuple[float, float, int]:
     return arrivals[i0][0], arrivals[i1][0], arrivals[i1][1] - arrivals[i0][1]
 
 
+def steady_rate(raw: dict[str, Any]) -> float:
+    """Samples per second in the steady window: the least-squares slope of the cumulative
+    count over the batch arrivals in it. Workers that deliver in bursts (two DataLoader
+    workers finishing batches together) would bias a rate read between two single arrivals
+    by up to a batch; the slope through every arrival is not. Fewer than three arrivals ->
+    samples over the window's length.
+
+    Example: two batches of 8 a second, arriving in pairs: (1 s, 8), (1 s, 16), (2 s, 24),
+    (2 s, 32), (3 s, 40), (3 s, 48) -> slope 16/s; the 1st and 6th arrival alone would say
+    40/2 = 20/s, the 2nd and 5th 24/2 = 12/s."""
+    t0, t1, steady = steady_window(raw)
+    pts = [(t, c) for t, c in raw["arrivals"] if t0 <= t <= t1]
+    if len(pts) < 3 or len({t for t, _ in pts}) < 2:
+        return steady / max(t1 - t0, 1e-9)
+    t_mean = sum(t for t, _ in pts) / len(pts)
+    c_mean = sum(c for _, c in pts) / len(pts)
+    num = sum((t - t_mean) * (c - c_mean) for t, c in pts)
+    den = sum((t - t_mean) ** 2 for t, _ in pts)
+    return num / den
+
+
 def derive(raw: dict[str, Any], system: str) -> dict[str, float]:
     """The reported figures of one raw measurement."""
     items, frames = raw["items"], raw["frames"]
@@ -84,7 +106,7 @@ def derive(raw: dict[str, Any], system: str) -> dict[str, float]:
                 "clips_per_cpu_s": 1 / max(cpu_per_clip, 1e-12),
                 "cores_used": raw["cpu_s"] / max(raw["t_end"] - raw["t_start"], 1e-9), **_memory(raw)}
     t0, t1, steady = steady_window(raw)
-    rate = steady / max(t1 - t0, 1e-9)
+    rate = steady_rate(raw)
     # CPU seconds per wall second: how much of the machine the system actually got.
     cores_used = raw["cpu_s"] / max(t1 - t0, 1e-9)
     if system == "inprocess":  # the workers' own rates and CPU, after their first batch

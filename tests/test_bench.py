@@ -34,6 +34,16 @@ def test_peak_memory_of_a_window_between_two_samples_uses_its_neighbours() -> No
     assert TreeSampler(root=0).peak_memory() == (0, 0)
 
 
+def test_steady_rate_is_not_biased_by_batches_arriving_in_pairs() -> None:
+    from pipelines._bench_summary import steady_rate
+
+    # 12 batches of 8, two each second: the 10% mark is the second batch of a pair, the 90%
+    # mark the first of one, so the count between them over their distance says 72/5 s.
+    pairs = [(float(1 + i // 2), 8 * (i + 1)) for i in range(12)]
+    raw = {"arrivals": pairs, "items": 96, "t_start": 0.0, "t_end": 6.0}
+    assert abs(steady_rate(raw) - 16.0) < 1.0
+
+
 def test_plans_have_the_promised_shapes(tmp_path: Path) -> None:
     metas = corpus(CorpusSpec(num_videos=2, seconds=3.0, gop=24), cache=tmp_path, with_real=False)
     assert [(m.width, m.height, m.num_frames) for m in metas] == [(340, 256, 90)] * 2
