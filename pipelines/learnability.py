@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipelines.synthetic import SyntheticSpec
+from pipelines.synthetic import GENERATOR_VERSION, SyntheticSpec
 
 CLASSIFICATION = ("shuffle_learn", "opn", "o3n", "vcop", "arrow_of_time", "pace", "avc", "avts")
 LOSS_ONLY = ("rho_persistence", "dsm", "motion_context", "av_contrastive")
@@ -69,11 +69,11 @@ class LearnConfig:
         threads: torch intra-op threads (1 keeps a shared machine's cores for others).
     """
 
-    steps: int = 300
+    steps: int = 1500
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 1e-4
-    train_n: int = 1024
+    train_n: int = 2048
     eval_n: int = 256
     size: tuple[int, int] = (64, 64)
     seed: int = 0
@@ -478,7 +478,7 @@ def markdown(report: Mapping[str, Any]) -> str:
             "|---|---|---|---|---|---|",
         ]
         for name, models in losses.items():
-            r = models["tiny3d"]
+            r = models.get("tiny3d") or next(iter(models.values()))
             extra = {k: v for k, v in r["after"].items() if k != "loss"}
             metric = ", ".join(f"{k} {v:.3f}" for k, v in extra.items()) or "-"
             lines.append(
@@ -516,7 +516,8 @@ def run(tasks: Sequence[str], cfg: LearnConfig, data: Path, command: str, *,
     spec = dataset_spec()
     start, cpu = time.perf_counter(), time.process_time()
     report: dict[str, Any] = {"date": utc_date(), "machine": machine(), "command": command,
-                              "dataset": asdict(spec), "config": asdict(cfg), "tasks": []}
+                              "dataset": {**asdict(spec), "generator_version": GENERATOR_VERSION},
+                              "config": asdict(cfg), "tasks": []}
     manifest = build_manifest(data, spec)
     for name in tasks:
         merged = {**TASK_PARAMS.get(name, {}), **dict((params or {}).get(name, {}))}
