@@ -111,9 +111,11 @@ class Reporter:
             threading.Thread(target=self._heartbeat, name="clipstream-heartbeat", daemon=True).start()
 
     def _heartbeat(self) -> None:
+        # Report at once, then every second: an actor counts as a stage's from its start,
+        # even one that the run ends before it gets any work.
         while self._sink_name:
-            time.sleep(SEND_EVERY_S)
             self._maybe_send()
+            time.sleep(SEND_EVERY_S)
 
     def add(self, **deltas: float) -> None:
         for key, value in deltas.items():

@@ -43,3 +43,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _quiet_ray() -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray of 6 logical CPUs for one test module: 2 trainer ranks leave Ray Data 4.
+
+    A Ray some earlier test started in this process (Ray Data starts one on first use, sized
+    to the machine) is shut down first: the tests here count on these 6 CPUs."""
+    import ray
+
+    from pipelines.runtime import init_ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+    init_ray(num_cpus=6)
+    assert ray.cluster_resources().get("CPU") == 6
+    yield
+    ray.shutdown()

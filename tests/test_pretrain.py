@@ -30,17 +30,6 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(path)
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from pipelines.runtime import init_ray
-
-    init_ray(num_cpus=6)
-    yield
-    ray.shutdown()
-
-
 def run_config(manifest: str, out: Path, *extra: str):
     return load_config(overrides=[
         f"data.manifest={manifest}", f"train.out={out}", "train.workers=2", "train.batch_size=8",

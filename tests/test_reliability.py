@@ -301,17 +301,6 @@ def test_a_manifest_escaping_its_root_is_refused(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------ with Ray
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from pipelines.runtime import init_ray
-
-    init_ray(num_cpus=6)
-    yield
-    ray.shutdown()
-
-
 def _crashing_stage():
     """A video stage that kills its own process on any file named ``crash*`` (as a codec
     segfault would); a class local to a function, so Ray ships it by value."""

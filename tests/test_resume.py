@@ -137,17 +137,6 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(root / "manifest.parquet")
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from pipelines.runtime import init_ray
-
-    init_ray(num_cpus=6)
-    yield
-    ray.shutdown()
-
-
 def ray_config(manifest: str, out: Path, workers: int) -> RunConfig:
     return load_config(overrides=[
         f"data.manifest={manifest}", f"train.out={out}", f"train.workers={workers}",
