@@ -17,6 +17,7 @@ demo: setup
 
 test: setup
 	$(RUN) ruff check pipelines workers models tests
+	$(RUN) mypy pipelines workers models
 	$(RUN) pytest -q --durations=15
 
 test-fast: setup
