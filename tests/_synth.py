@@ -114,3 +114,16 @@ def _encode_audio(container: Any, stream: Any, wave: np.ndarray, rate: int, layo
                 container.mux(packet)
     for packet in stream.encode():
         container.mux(packet)
+
+
+def write_8k(path: Path) -> Path:
+    """One black H.264 frame declaring 7680x4320 (a few KB at this bitrate)."""
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("libx264", rate=1, options={"preset": "ultrafast"})
+        s.width, s.height, s.pix_fmt = 7680, 4320, "yuv420p"
+        frame = av.VideoFrame(7680, 4320, "yuv420p")
+        for plane in frame.planes:
+            plane.update(bytes(plane.buffer_size))
+        c.mux(s.encode(frame))
+        c.mux(s.encode(None))
+    return path

@@ -28,6 +28,7 @@ from pipelines.manifest import (
     safe_uri,
     write_manifest,
 )
+from tests._synth import write_8k
 from tests.conftest import media
 from workers.errors import CorruptMediaError, TooManyPixelsError, UnsafePathError
 from workers.meta import VideoMeta, video_id_of
@@ -288,15 +289,7 @@ def test_too_many_pixels_refused_from_the_declared_size(broken: dict[str, Path])
 
 
 def test_a_declared_8k_frame_is_refused_by_the_default_bound(tmp_path: Path) -> None:
-    path = tmp_path / "8k.mp4"
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=1, options={"preset": "ultrafast"})
-        s.width, s.height, s.pix_fmt = 7680, 4320, "yuv420p"
-        frame = av.VideoFrame(7680, 4320, "yuv420p")
-        for plane in frame.planes:
-            plane.update(bytes(plane.buffer_size))
-        c.mux(s.encode(frame))
-        c.mux(s.encode(None))
+    path = write_8k(tmp_path / "8k.mp4")
     row = probe_row(str(path), ProbeOptions())
     assert row.status == QUARANTINED
     assert row.error == "7680x4320 = 33177600 pixels > bound 16777216"

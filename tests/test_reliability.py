@@ -36,6 +36,7 @@ from pipelines.quarantine import (
     write_quarantine,
 )
 from pipelines.synthetic import SyntheticSpec, generate
+from tests._synth import write_8k
 from tests.test_manifest import write_audio_only
 from workers.errors import CorruptMediaError, DecodeTimeoutError, TooManyPixelsError
 from workers.meta import VideoMeta, video_id_of
@@ -59,19 +60,6 @@ def remux_faststart(src: Path, dst: Path) -> Path:
                 packet.stream = stream
                 out.mux(packet)
     return dst
-
-
-def write_8k(path: Path) -> Path:
-    """One black H.264 frame declaring 7680x4320 (a few KB at this bitrate)."""
-    with av.open(str(path), "w") as c:
-        s = c.add_stream("libx264", rate=1, options={"preset": "ultrafast"})
-        s.width, s.height, s.pix_fmt = 7680, 4320, "yuv420p"
-        frame = av.VideoFrame(7680, 4320, "yuv420p")
-        for plane in frame.planes:
-            plane.update(bytes(plane.buffer_size))
-        c.mux(s.encode(frame))
-        c.mux(s.encode(None))
-    return path
 
 
 # name -> (expected error_kind, reason pattern)
