@@ -126,15 +126,6 @@ def motion_tiles(motion: np.ndarray, scale: int = 6) -> np.ndarray:
     return colour.repeat(scale, axis=2).repeat(scale, axis=3)
 
 
-# What the tasks without classes train on, for the row titles.
-LOSS_TARGETS = {
-    "rho_persistence": "the clips are each other's positives",
-    "dsm": "the positive keeps the anchor's motion, the negative its scene",
-    "motion_context": "the target is the motion field of the next window",
-    "av_contrastive": "the clip and its own audio are positives, the batch's others negatives",
-}
-
-
 def describe(task: Task, item: PreviewItem) -> str:
     """The title of a sample's row: its video, the label in words and the plan's choices."""
     plan = item.plan
@@ -142,7 +133,7 @@ def describe(task: Task, item: PreviewItem) -> str:
     if 0 <= plan.label < task.num_classes:
         words += f" = {task.label_names()[plan.label]}"
     elif not task.num_classes:
-        words += f" (not a class: {LOSS_TARGETS.get(task.name, 'a loss on the inputs themselves')})"
+        words += f" (not a class: {task.target})"
     parts = [Path(item.meta.uri).name, words]
     if task.name == "avts" and plan.params.get("negative"):
         parts.append(NEGATIVE_KINDS[plan.params["negative"]])

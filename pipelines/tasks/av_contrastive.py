@@ -42,6 +42,7 @@ class AVContrastive(SampledTask):
     """
 
     name = "av_contrastive"
+    target = "the clip and its own audio are positives, the batch's others negatives"
     video_is_clips = True
     needs_audio = True
 

@@ -109,6 +109,8 @@ class Task:
     # (no pixel work), so a trainer that decodes on its own GPU (colocated placement) can
     # build it from the clips alone.
     video_is_clips: ClassVar[bool] = False
+    # For a task without classes: what its loss trains on, in words (previews show it).
+    target: ClassVar[str] = "a loss on the inputs themselves"
 
     def plan(
         self,

@@ -51,6 +51,7 @@ class DSM(SampledTask):
     """
 
     name = "dsm"
+    target = "the positive keeps the anchor's motion, the negative its scene"
     needs_pool = True  # scene="cross"; "intra" ignores the pool
 
     def __init__(

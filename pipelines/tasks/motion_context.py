@@ -50,6 +50,7 @@ class MotionContext(SampledTask):
     """
 
     name = "motion_context"
+    target = "the target is the motion field of the next window"
     needs_motion = True
 
     def __init__(

@@ -36,6 +36,7 @@ class RhoPersistence(SampledTask):
     """
 
     name = "rho_persistence"
+    target = "the clips are each other's positives"
     video_is_clips = True
 
     def __init__(
