@@ -34,6 +34,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from pipelines._bench_corpus import frames_per_sample
 
 RATIOS = ("ratio_vs_baseline", "ratio_vs_ceiling", "decode_ratio_vs_ceiling", "pipeline_efficiency",
@@ -86,11 +88,8 @@ def steady_rate(raw: dict[str, Any]) -> float:
     pts = [(t, c) for t, c in raw["arrivals"] if t0 <= t <= t1]
     if len(pts) < 3 or len({t for t, _ in pts}) < 2:
         return steady / max(t1 - t0, 1e-9)
-    t_mean = sum(t for t, _ in pts) / len(pts)
-    c_mean = sum(c for _, c in pts) / len(pts)
-    num = sum((t - t_mean) * (c - c_mean) for t, c in pts)
-    den = sum((t - t_mean) ** 2 for t, _ in pts)
-    return num / den
+    t, c = np.array(pts, dtype=float).T
+    return float(np.polyfit(t, c, 1)[0])
 
 
 def derive(raw: dict[str, Any], system: str) -> dict[str, float]:
