@@ -474,6 +474,47 @@ def test_flatness_is_the_slope_after_the_warm_up() -> None:
     assert not flatness([1000, 2000, 3000], [400, 420, 440], tolerance_mb=5)["flat"]
 
 
+def test_soak_judges_shared_pages_against_the_store_and_the_rest_by_slope() -> None:
+    from pipelines.soak import Curve, summarize
+
+    samples = [0, 1000, 2000, 3000, 4000]
+    curve = Curve(samples, [0.0] * 5, {
+        "driver private": [150, 160, 161, 160, 162],
+        "driver shared": [10, 40, 70, 100, 130],      # climbs, but inside the store's pages
+        "object store pages": [200, 218, 218, 218, 218],
+        "actor private": [150, 170, 190, 210, 230],   # a leak
+    })
+    verdict = {k: v["held"] for k, v in summarize({"ray": curve}, tolerance_mb=5)["ray"].items()}
+    assert verdict == {"driver private": True, "driver shared": True, "object store pages": True,
+                       "actor private": False}
+    curve.mb["object store pages"] = [100, 110, 120, 130, 140]  # the store itself grows
+    curve.mb["driver shared"] = [100, 150, 200, 250, 300]
+    summary = summarize({"ray": curve}, tolerance_mb=5)["ray"]
+    assert not summary["object store pages"]["held"] and not summary["driver shared"]["held"]
+
+
+def test_soak_reads_private_and_shared_pages_apart() -> None:
+    """Private pages are what a leak grows; shared-memory pages (Ray's object store) are
+    counted in every process that maps them, so the soak reads them apart."""
+    from multiprocessing import shared_memory
+
+    from pipelines.soak import memory_mb
+
+    before = memory_mb()
+    private = np.ones(64 * 2**20, dtype=np.uint8)  # written: resident
+    shm = shared_memory.SharedMemory(create=True, size=48 * 2**20)
+    try:
+        np.ndarray((48 * 2**20,), dtype=np.uint8, buffer=shm.buf)[:] = 1
+        after = memory_mb()
+        assert 60 < after["private"] - before["private"] < 90, (before, after)
+        assert 44 < after["shared"] - before["shared"] < 56, (before, after)
+    finally:
+        shm.close()
+        shm.unlink()
+    del private
+    assert memory_mb(2**22 + 7) == {"private": 0.0, "shared": 0.0}  # no such process
+
+
 def test_soak_writes_its_curve_and_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A few samples in-process (the real soak decodes thousands; see docs/benchmarks.md)."""
     import json
@@ -486,6 +527,6 @@ def test_soak_writes_its_curve_and_numbers(tmp_path: Path, monkeypatch: pytest.M
                "--out", str(tmp_path / "soak")])
     result = json.loads((tmp_path / "soak" / "soak.json").read_text())
     assert result["curves"]["in-process"]["samples"] == [0, 4, 8, 12, 16]
-    assert set(result["summary"]["in-process"]["in-process"]) >= {"slope_mb_per_1000", "flat"}
+    assert set(result["summary"]["in-process"]["in-process private"]) >= {"slope_mb_per_1000", "flat"}
     assert (tmp_path / "soak" / "soak.png").read_bytes()[:4] == b"\x89PNG"
 
