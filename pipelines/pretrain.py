@@ -322,6 +322,7 @@ def pretrain(run: RunConfig, *, resume: str | None = None,
         if check["flagged"]:
             print(f"labels {check['line']}", flush=True)
     metrics["timeline"] = monitor.timeline
+    metrics["timeline_started"] = monitor.started
     metrics.update({
         "task": ",".join(run.data.tasks),
         "tasks": dict(run.data.tasks),

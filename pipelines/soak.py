@@ -8,7 +8,11 @@ default run decodes them):
 - ``in-process``: the video stage and the assemble step called directly, batch after
   batch, in this process (no Ray): the decode code alone;
 - ``ray``: the Ray Data graph of a run (``build_dataset``), streamed by this process; the
-  resident memory of every video-stage actor and of this driver, and the object store.
+  resident memory of every video-stage actor and of this driver, and the object store;
+- ``train``: a 2-rank VCOP pretraining run (``pretrain``, the run's own path: Ray Train's
+  split coordinator executes the Ray Data graph and feeds the ranks); the coordinator, the
+  ranks and the stage actors, found by their Ray process titles and read every few
+  seconds, put on the samples axis by the run's timeline.
 
 Resident memory (``/proc/<pid>/status``, Linux) is read every ``--every`` samples, in two
 parts (see ``memory_mb``):
@@ -78,7 +82,7 @@ def memory_mb(pid: int | None = None) -> dict[str, float]:
     return out
 
 
-def readings(name: str, pid: int | None = None) -> dict[str, float]:
+def readings_of(name: str, pid: int | None = None) -> dict[str, float]:
     """``{"<name> private": MB, "<name> shared": MB}`` of one process."""
     return {f"{name} {kind}": mb for kind, mb in memory_mb(pid).items()}
 
@@ -193,15 +197,81 @@ def soak_ray(visits: Sequence[Visit], data: DataConfig, tasks: list[Any], every:
             # Not at the last batch: by then Ray Data is releasing the actors it no longer
             # needs, and a process on its way out is not a reading of the steady state.
             if done // every != (done - n) // every and done < len(visits):
-                now = readings("driver")
+                now = readings_of("driver")
                 for pid in ray.get(ledger.actors.remote("video")):
-                    now |= readings(f"video actor {pid}", pid)
+                    now |= readings_of(f"video actor {pid}", pid)
                 now["object store in use"] = plasma_mb()
                 now["object store pages"] = plasma_pages_mb()
                 curve.add(done, t0, now)
                 log(f"ray {done:6d} samples, " + ", ".join(f"{k} {v:.0f} MB" for k, v in now.items()))
     finally:
         stop_ledger()
+    return curve
+
+
+TRAIN_PROCESSES = ("SplitCoordinator", "RayTrainWorker", "VideoStage", "AssembleStage")
+
+
+def ray_processes(names: Sequence[str]) -> dict[int, str]:
+    """``{pid: "<name> <pid>"}`` of this machine's processes whose command line (a Ray
+    worker's process title, e.g. ``ray::SplitCoordinator.start_epoch``) holds a name."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            name = next((n for n in names if n in cmd), None)
+            if name:
+                found[int(entry)] = f"{name} {entry}"
+    return found
+
+
+def soak_train(samples: int, size: int, every_s: float, out: Path,
+               log: Callable[[str], None]) -> Curve:
+    """A 2-rank VCOP pretraining run of ``samples`` samples (batch 4 per rank), its
+    processes' memory read every ``every_s`` seconds by a thread of this process."""
+    import threading
+
+    from pipelines.config import load_config
+    from pipelines.pretrain import pretrain
+
+    workers, batch = 2, 4
+    run = load_config(overrides=[f"train.out={out / 'train-run'}", f"train.workers={workers}",
+                                 f"train.batch_size={batch}", f"train.steps={-(-samples // (workers * batch))}",
+                                 f"size={size}x{size}", "video.concurrency=1:1"])
+    readings: list[tuple[float, dict[str, float]]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.wait(every_s):
+            now: dict[str, float] = {}
+            for pid, name in ray_processes(TRAIN_PROCESSES).items():
+                mb = readings_of(name, pid)
+                if any(mb.values()):  # not a process that has just gone
+                    now |= mb
+            if now:
+                now["object store pages"] = plasma_pages_mb()
+            readings.append((time.time(), now))
+
+    thread = threading.Thread(target=poll, daemon=True)
+    thread.start()
+    try:
+        metrics = pretrain(run)
+    finally:
+        stop.set()
+        thread.join()
+    s = metrics["samples"]
+    log(f"train: {s['delivered']} of {s['expected']} samples delivered, {s['duplicated']} duplicated, "
+        f"{s['missing']} missing")
+    # Samples delivered to the ranks at each reading: the run's timeline, interpolated.
+    t = np.array([metrics["timeline_started"] + p["t"] for p in metrics["timeline"]])
+    rows = np.array([p["trainer"]["rows"] for p in metrics["timeline"]])
+    curve, t0 = Curve(), time.perf_counter()
+    for when, now in readings:
+        if t[0] <= when <= t[-1] and now:
+            curve.add(int(np.interp(when, t, rows)), t0, now)
     return curve
 
 
@@ -297,8 +367,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m pipelines.soak", description=__doc__.split("\n")[0])
     p.add_argument("--samples", type=int, default=5000, help="samples per pass")
     p.add_argument("--every", type=int, default=100, help="read memory every N samples")
+    p.add_argument("--every-s", type=float, default=5.0, help="train pass: read memory every S seconds")
     p.add_argument("--size", type=int, default=112, help="clip height and width")
-    p.add_argument("--passes", default="in-process,ray", help="which passes, comma-separated")
+    p.add_argument("--passes", default="in-process,ray", help="which passes, comma-separated "
+                   "(in-process, ray, train)")
     p.add_argument("--num-cpus", type=int, default=4, help="logical CPUs of the local Ray")
     p.add_argument("--tolerance-mb", type=float, default=5.0,
                    help="flat: slope under this many MB per 1000 samples")
@@ -321,6 +393,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         init_ray(num_cpus=args.num_cpus)
         capacity = store_capacity_mb()
         curves["ray"] = soak_ray(visits, data, tasks, args.every, print)
+    if "train" in args.passes:
+        import ray
+
+        ray.shutdown()  # the run starts its own Ray, with its telemetry settings
+        curves["train"] = soak_train(args.samples, args.size, args.every_s, out, print)
     result = {"started": started, "machine": machine(), "samples": args.samples, "size": args.size,
               "tasks": dict(data.tasks), "object_store_capacity_mb": round(capacity),
               "summary": summarize(curves, args.tolerance_mb),

@@ -197,7 +197,7 @@ class Monitor:
         self.decisions: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="clipstream-monitor", daemon=True)
-        self._t0 = time.time()
+        self.started = time.time()  # unix time of the timeline's t = 0
 
     def __enter__(self) -> Self:
         self._thread.start()
@@ -209,7 +209,7 @@ class Monitor:
         self._stop.set()
         self._thread.join(timeout=10)
         self.sample()
-        self.decisions = [d | {"t": round(d["t"] - self._t0, 2)}
+        self.decisions = [d | {"t": round(d["t"] - self.started, 2)}
                           for d in ray.get(self.sink.scaling_decisions.remote(), timeout=10)]
 
     def _run(self) -> None:
@@ -223,7 +223,7 @@ class Monitor:
         import ray
 
         snap = ray.get(self.sink.snapshot.remote(), timeout=10)
-        point = {"t": round(time.time() - self._t0, 2), "stall_10s": snap["stall_10s"],
+        point = {"t": round(time.time() - self.started, 2), "stall_10s": snap["stall_10s"],
                  "trainer": snap["trainer"], "stages": {}}
         names = self.stages
         for i, name in enumerate(names):

@@ -515,6 +515,22 @@ def test_soak_reads_private_and_shared_pages_apart() -> None:
     assert memory_mb(2**22 + 7) == {"private": 0.0, "shared": 0.0}  # no such process
 
 
+def test_soak_finds_processes_by_their_title() -> None:
+    """The train pass finds Ray's processes by title (``ray::SplitCoordinator...``)."""
+    import subprocess
+    import sys
+
+    from pipelines.soak import ray_processes
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "clipstream-soak-probe"])
+    try:
+        found = ray_processes(["clipstream-soak-probe", "no-such-title"])
+        assert found == {child.pid: f"clipstream-soak-probe {child.pid}"}
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_soak_writes_its_curve_and_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A few samples in-process (the real soak decodes thousands; see docs/benchmarks.md)."""
     import json
