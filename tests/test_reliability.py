@@ -496,39 +496,38 @@ def test_soak_judges_shared_pages_against_the_store_and_the_rest_by_slope() -> N
 def test_soak_reads_private_and_shared_pages_apart() -> None:
     """Private pages are what a leak grows; shared-memory pages (Ray's object store) are
     counted in every process that maps them, so the soak reads them apart."""
+    import mmap
     from multiprocessing import shared_memory
 
     from pipelines.soak import memory_mb
 
     before = memory_mb()
-    private = np.ones(64 * 2**20, dtype=np.uint8)  # written: resident
+    # Fresh anonymous pages (a malloc could hand back heap pages this process already holds).
+    private = mmap.mmap(-1, 64 * 2**20, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
     shm = shared_memory.SharedMemory(create=True, size=48 * 2**20)
     try:
-        np.ndarray((48 * 2**20,), dtype=np.uint8, buffer=shm.buf)[:] = 1
+        np.frombuffer(private, dtype=np.uint8)[:] = 1  # written: resident
+        np.frombuffer(shm.buf, dtype=np.uint8)[:] = 1
         after = memory_mb()
         assert 60 < after["private"] - before["private"] < 90, (before, after)
         assert 44 < after["shared"] - before["shared"] < 56, (before, after)
     finally:
+        private.close()
         shm.close()
         shm.unlink()
-    del private
     assert memory_mb(2**22 + 7) == {"private": 0.0, "shared": 0.0}  # no such process
 
 
 def test_soak_finds_processes_by_their_title() -> None:
-    """The train pass finds Ray's processes by title (``ray::SplitCoordinator...``)."""
-    import subprocess
-    import sys
-
+    """The train pass finds Ray's processes by what their command line holds (a Ray worker's
+    title, ``ray::SplitCoordinator...``); here: this test process, by a word of its own."""
     from pipelines.soak import ray_processes
 
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "clipstream-soak-probe"])
-    try:
-        found = ray_processes(["clipstream-soak-probe", "no-such-title"])
-        assert found == {child.pid: f"clipstream-soak-probe {child.pid}"}
-    finally:
-        child.kill()
-        child.wait()
+    cmdline = Path("/proc/self/cmdline").read_bytes().decode(errors="replace").split("\0")
+    word = max(cmdline, key=len)  # the longest argument: this process's own
+    found = ray_processes([word, "no-such-title-f3c1"])
+    assert found[os.getpid()] == f"{word} {os.getpid()}"
+    assert "no-such-title-f3c1" not in " ".join(found.values())
 
 
 def test_soak_writes_its_curve_and_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
