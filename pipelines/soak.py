@@ -69,14 +69,14 @@ def memory_mb(pid: int | None = None) -> dict[str, float]:
     Example: a driver that has read 40 MB of objects out of Ray's object store ->
     ``{"private": 160.2, "shared": 40.1}``.
     """
-    fields = {"RssAnon:": "private", "RssShmem:": "shared"}
+    fields = {"RssAnon": "private", "RssShmem": "shared"}
     out = dict.fromkeys(fields.values(), 0.0)
     try:
         with open(f"/proc/{pid or 'self'}/status") as f:
             for line in f:
-                key = line.split(None, 1)[0] if line.strip() else ""
+                key, _, value = line.partition(":")  # "RssAnon:   161792 kB"
                 if key in fields:
-                    out[fields[key]] = int(line.split()[1]) / 1024
+                    out[fields[key]] = int(value.split()[0]) / 1024
     except FileNotFoundError:
         pass
     return out
@@ -95,9 +95,9 @@ class Curve:
     t_s: list[float] = field(default_factory=list)
     mb: dict[str, list[float]] = field(default_factory=dict)
 
-    def add(self, done: int, t0: float, readings: dict[str, float]) -> None:
+    def add(self, done: int, t_s: float, readings: dict[str, float]) -> None:
         self.samples.append(done)
-        self.t_s.append(time.perf_counter() - t0)
+        self.t_s.append(t_s)
         for name, value in readings.items():
             self.mb.setdefault(name, [0.0] * (len(self.samples) - 1)).append(value)
         for series in self.mb.values():  # a series that stopped (an actor that went away)
@@ -165,14 +165,14 @@ def soak_in_process(visits: Sequence[Visit], data: DataConfig, tasks: list[Any],
 
     stage, assemble = VideoStage(data, data.video), AssembleStage(tasks)
     curve, t0, done, failed = Curve(), time.perf_counter(), 0, 0
-    curve.add(0, t0, {"in-process private": memory_mb()["private"]})
+    curve.add(0, 0.0, {"in-process private": memory_mb()["private"]})
     for batch in batches(visits, data.video.batch_size):
         out = assemble(stage(batch))
         failed += int((~out["ok"]).sum())
         done += len(out["ok"])
         if done // every != (done - len(out["ok"])) // every:
             private = memory_mb()["private"]
-            curve.add(done, t0, {"in-process private": private})
+            curve.add(done, time.perf_counter() - t0, {"in-process private": private})
             log(f"in-process {done:6d} samples, {private:7.1f} MB private")
     if failed:
         raise RuntimeError(f"{failed} samples failed to decode in the soak; it measures clean decodes")
@@ -202,7 +202,7 @@ def soak_ray(visits: Sequence[Visit], data: DataConfig, tasks: list[Any], every:
                     now |= readings_of(f"video actor {pid}", pid)
                 now["object store in use"] = plasma_mb()
                 now["object store pages"] = plasma_pages_mb()
-                curve.add(done, t0, now)
+                curve.add(done, time.perf_counter() - t0, now)
                 log(f"ray {done:6d} samples, " + ", ".join(f"{k} {v:.0f} MB" for k, v in now.items()))
     finally:
         stop_ledger()
@@ -213,16 +213,14 @@ TRAIN_PROCESSES = ("SplitCoordinator", "RayTrainWorker", "VideoStage", "Assemble
 
 
 def ray_processes(names: Sequence[str]) -> dict[int, str]:
-    """``{pid: "<name> <pid>"}`` of this machine's processes whose command line (a Ray
-    worker's process title, e.g. ``ray::SplitCoordinator.start_epoch``) holds a name."""
+    """``{pid: "<name> <pid>"}`` of this machine's processes whose name (``process_name``:
+    a Ray worker's process title, e.g. ``ray::SplitCoordinator``) holds one of ``names``."""
+    from pipelines._bench_monitor import process_name
+
     found = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
-            try:
-                cmd = Path(f"/proc/{entry}/cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            name = next((n for n in names if n in cmd), None)
+            name = next((n for n in names if n in process_name(int(entry))), None)
             if name:
                 found[int(entry)] = f"{name} {entry}"
     return found
@@ -268,10 +266,10 @@ def soak_train(samples: int, size: int, every_s: float, out: Path,
     # Samples delivered to the ranks at each reading: the run's timeline, interpolated.
     t = np.array([metrics["timeline_started"] + p["t"] for p in metrics["timeline"]])
     rows = np.array([p["trainer"]["rows"] for p in metrics["timeline"]])
-    curve, t0 = Curve(), time.perf_counter()
+    curve = Curve()
     for when, now in readings:
         if t[0] <= when <= t[-1] and now:
-            curve.add(int(np.interp(when, t, rows)), t0, now)
+            curve.add(int(np.interp(when, t, rows)), when - t[0], now)
     return curve
 
 

@@ -519,12 +519,12 @@ def test_soak_reads_private_and_shared_pages_apart() -> None:
 
 
 def test_soak_finds_processes_by_their_title() -> None:
-    """The train pass finds Ray's processes by what their command line holds (a Ray worker's
-    title, ``ray::SplitCoordinator...``); here: this test process, by a word of its own."""
+    """The train pass finds Ray's processes by name (a Ray worker's title,
+    ``ray::SplitCoordinator...``); here: this test process, by its own name."""
+    from pipelines._bench_monitor import process_name
     from pipelines.soak import ray_processes
 
-    cmdline = Path("/proc/self/cmdline").read_bytes().decode(errors="replace").split("\0")
-    word = max(cmdline, key=len)  # the longest argument: this process's own
+    word = process_name(os.getpid())
     found = ray_processes([word, "no-such-title-f3c1"])
     assert found[os.getpid()] == f"{word} {os.getpid()}"
     assert "no-such-title-f3c1" not in " ".join(found.values())
